@@ -1,0 +1,151 @@
+"""Command line for the MAML reproduction: the only module that reads flags.
+
+Flag names are the original code's (cbfinn/maml), so its commands work unchanged, plus
+`--experiment=<row>` presets from experiments.py. Examples:
+
+  python main.py --experiment=sinusoid_maml                      # meta-train (resumes if stopped)
+  python main.py --experiment=sinusoid_maml --train=False --test_set=True   # 600 test tasks, K=5,10,20
+  python main.py --datasource=sinusoid --metatrain_iterations=70000 --norm=None --update_batch_size=10
+  python main.py --experiment=sinusoid_maml --benchmark          # it/s, compile time, peak memory
+  python main.py --report=sinusoid --logdir=logs/sinusoid        # Fig. 2, 3/6 and App. C Table 2
+
+A run lives in <logdir>/<experiment>[.<override><value>...] and stores its config, so test mode needs
+no repeated training flags. In test mode --update_batch_size and --update_lr are the *test* K and
+alpha; --train_update_batch_size/--train_update_lr name the training values, as in the original.
+"""
+
+import os
+import sys
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')  # hide TF's C++ start-up chatter (CUDA probes)
+
+from absl import app
+from absl import flags
+from absl import logging
+
+import experiments
+from experiments import ConfigError
+
+FLAGS = flags.FLAGS
+
+# What to run.
+flags.DEFINE_string('experiment', None, f'Row of the experiments table: {", ".join(experiments.EXPERIMENTS)}. '
+                    'Default: the datasource\'s main row.')
+flags.DEFINE_enum('datasource', None, list(experiments.DATASOURCES), 'sinusoid (picks its default row).')
+flags.DEFINE_bool('train', True, 'True: meta-train; False: meta-test a trained run.')
+flags.DEFINE_bool('benchmark', False, 'Measure it/s, compile time and peak memory; no training.')
+flags.DEFINE_string('report', None, 'Write the figures and published-vs-reproduced table of a group: sinusoid.')
+# Training overrides (None keeps the row's value). Original names and meanings.
+flags.DEFINE_integer('num_classes', None, 'N, classes per task (N-way).')
+flags.DEFINE_string('baseline', None, "'oracle' (sinusoid) or 'None'.")
+flags.DEFINE_integer('pretrain_iterations', None, 'Iterations of the pretrained baseline objective.')
+flags.DEFINE_integer('metatrain_iterations', None, 'Meta-training iterations.')
+flags.DEFINE_integer('meta_batch_size', None, 'Tasks per meta-update.')
+flags.DEFINE_float('meta_lr', None, 'beta, the Adam step size of the meta-update.')
+flags.DEFINE_integer('update_batch_size', None, 'K, examples per class (train mode: training K; '
+                     'test mode: the K to evaluate).')
+flags.DEFINE_float('update_lr', None, 'alpha, inner step size (test mode: the step size at meta-test).')
+flags.DEFINE_integer('num_updates', None, 'Inner steps at meta-training.')
+flags.DEFINE_string('norm', None, "batch_norm, layer_norm or 'None'.")
+flags.DEFINE_integer('num_filters', None, 'Conv filters per layer (image rows).')
+flags.DEFINE_bool('conv', None, 'False gives the FC "no conv" net (image rows).')
+flags.DEFINE_bool('max_pool', None, 'Max-pool instead of strided convs (image rows).')
+flags.DEFINE_bool('stop_grad', None, 'First-order MAML (stop_gradient on the inner gradients).')
+flags.DEFINE_integer('seed', None, 'Seed of theta_0 and the training tasks (CPU runs are repeatable).')
+flags.DEFINE_float('meta_grad_clip', None, 'Clip meta-gradients to [-c, c].')
+# Logging and checkpoints.
+flags.DEFINE_bool('log', True, 'Write TensorBoard summaries.')
+flags.DEFINE_string('logdir', 'logs', 'Directory that holds the run directories.')
+flags.DEFINE_bool('resume', True, 'Continue from the latest checkpoint of the run directory.')
+flags.DEFINE_integer('checkpoint_every', None, 'Iterations between checkpoints.')
+flags.DEFINE_integer('print_every', None, 'Iterations between progress lines.')
+flags.DEFINE_bool('jit_compile', None, 'Compile the steps with XLA.')
+# Test mode.
+flags.DEFINE_integer('test_iter', -1, 'Checkpoint iteration to evaluate (-1: the latest).')
+flags.DEFINE_bool('test_set', False, 'Evaluate on the test tasks (False: validation tasks).')
+flags.DEFINE_integer('train_update_batch_size', None, 'Test mode: the K the run was trained with.')
+flags.DEFINE_float('train_update_lr', None, 'Test mode: the alpha the run was trained with.')
+flags.DEFINE_integer('test_num_updates', None, 'Inner steps at meta-test.')
+flags.DEFINE_integer('num_test_tasks', None, 'Tasks per evaluation (paper protocol: 600).')
+flags.DEFINE_integer('benchmark_iterations', 200, 'Benchmark: timed iterations after warm-up.')
+
+# Flags that change what is trained, in run-name order.
+TRAIN_FIELDS = ('num_classes', 'baseline', 'pretrain_iterations', 'meta_batch_size', 'meta_lr',
+                'update_batch_size', 'update_lr', 'num_updates', 'norm', 'num_filters', 'conv',
+                'max_pool', 'stop_grad', 'seed', 'meta_grad_clip', 'metatrain_iterations')
+RUNTIME_FLAGS = ('checkpoint_every', 'print_every', 'jit_compile', 'test_num_updates',
+                 'num_test_tasks')
+
+
+def _training_overrides(test_mode: bool) -> dict:
+  """Flag values that override the row's training fields."""
+  out = {f: FLAGS[f].value for f in TRAIN_FIELDS if FLAGS[f].value is not None}
+  if test_mode:  # in test mode these two flags mean the test K and alpha
+    out.pop('update_batch_size', None)
+    out.pop('update_lr', None)
+    if FLAGS.train_update_batch_size is not None:
+      out['update_batch_size'] = FLAGS.train_update_batch_size
+    if FLAGS.train_update_lr is not None:
+      out['update_lr'] = FLAGS.train_update_lr
+  if 'baseline' in out:
+    out['baseline'] = None if out['baseline'] in ('None', '') else out['baseline']
+  return out
+
+
+def _run_name(name: str, overrides: dict) -> str:
+  """<row>[.<field><value>...]; iteration counts are left out so a run can be extended."""
+  parts = [name] + [f'{k}{v}' for k, v in overrides.items() if k not in experiments.Config.RUNTIME_FIELDS]
+  return '.'.join(parts)
+
+
+def resolve(test_mode: bool):
+  """(config, run_dir) from the flags."""
+  name = FLAGS.experiment or experiments.default_experiment(FLAGS.datasource or 'sinusoid')
+  row = experiments.get(name)
+  if FLAGS.datasource and FLAGS.datasource != row.datasource:
+    raise ConfigError(f'--datasource={FLAGS.datasource} contradicts --experiment={name} '
+                      f'({row.datasource})')
+  overrides = _training_overrides(test_mode)
+  runtime = {f: FLAGS[f].value for f in RUNTIME_FLAGS if FLAGS[f].value is not None}
+  cfg = row.replace(**overrides, **runtime)
+  return cfg, os.path.join(FLAGS.logdir, _run_name(name, overrides))
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  logging.set_verbosity(logging.INFO)
+  # Imported here so --help stays fast and flag errors come before TensorFlow starts.
+  import trainer
+  try:
+    if FLAGS.report:
+      import report
+      report.write_report(FLAGS.report, FLAGS.logdir)
+      return 0
+    cfg, run_dir = resolve(test_mode=not FLAGS.train and not FLAGS.benchmark)
+    if FLAGS.benchmark:
+      import benchmark
+      benchmark.run_benchmark(cfg, iterations=FLAGS.benchmark_iterations,
+                              out_dir=os.path.join(FLAGS.logdir, 'benchmarks'))
+    elif FLAGS.train:
+      trainer.train(cfg, run_dir, resume=FLAGS.resume, log_summaries=FLAGS.log)
+    else:
+      saved = trainer.load_run_config(run_dir)
+      runtime = {f: FLAGS[f].value for f in RUNTIME_FLAGS if FLAGS[f].value is not None}
+      cfg = saved.replace(**runtime)
+      shots = (FLAGS.update_batch_size,) if FLAGS.update_batch_size is not None else None
+      if shots and shots[0] < 1:
+        raise ConfigError(f'--update_batch_size={shots[0]} must be at least 1')
+      trainer.evaluate(cfg, run_dir, split='test' if FLAGS.test_set else 'val',
+                       test_iter=FLAGS.test_iter, shots=shots, update_lr=FLAGS.update_lr)
+  except (ConfigError, trainer.RunError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  except KeyboardInterrupt:
+    print('interrupted', file=sys.stderr)
+    return 130
+  return 0
+
+
+if __name__ == '__main__':
+  app.run(main)

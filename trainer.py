@@ -1,0 +1,329 @@
+"""One training loop and one evaluation for every experiment row: `train(cfg, run_dir)`, `evaluate(...)`.
+
+A run directory holds config.json (the resolved row), checkpoints (ckpt-<iteration>), TensorBoard
+summaries (train/) and results (results/<split>_K<K>.json). Training resumes from the latest
+checkpoint with the iteration, optimizer state and data RNG, so a crash loses at most one interval.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+import data_generator
+from experiments import Config
+from maml import MAML
+import models
+import utils
+
+CONFIG_FILE = 'config.json'
+CKPT_PREFIX = 'ckpt'
+MAX_CHECKPOINTS = 10  # as the original Saver(max_to_keep=10)
+
+
+class RunError(Exception):
+  """A run that cannot go on; the message tells the user what to do."""
+
+
+@dataclasses.dataclass
+class Setup:
+  """What a run is made of: model (theta), learner, optimizer and the iteration counter."""
+  cfg: Config
+  model: keras.Model
+  learner: MAML
+  optimizer: keras.optimizers.Optimizer
+  iteration: tf.Variable
+
+
+def build(cfg: Config) -> Setup:
+  """Model, learner and Adam(beta) for a row; keras.utils.set_random_seed(cfg.seed) fixes theta_0."""
+  keras.utils.set_random_seed(cfg.seed)
+  model = models.build_model(cfg)
+  loss_fn, metric_fn = utils.loss_and_metric(cfg)
+  learner = MAML(model, loss_fn, metric_fn, update_lr=cfg.update_lr, num_updates=cfg.num_updates,
+                 first_order=cfg.stop_grad, adapt_mask=models.inner_loop_mask(model),
+                 meta_grad_clip=cfg.meta_grad_clip)
+  optimizer = keras.optimizers.Adam(cfg.meta_lr)
+  optimizer.build(model.trainable_variables)
+  return Setup(cfg, model, learner, optimizer, tf.Variable(0, dtype=tf.int64, trainable=False))
+
+
+# --- run directory --------------------------------------------------------------------------------
+
+def _science_diff(saved: Config, cfg: Config) -> list[str]:
+  skip = set(Config.RUNTIME_FIELDS)
+  a, b = saved.to_dict(), cfg.to_dict()
+  return [f'{k}: {a[k]!r} -> {b[k]!r}' for k in a if k not in skip and a[k] != b.get(k)]
+
+
+def prepare_run_dir(cfg: Config, run_dir: str, resume: bool) -> None:
+  """Creates run_dir and writes config.json; refuses to mix two experiments in one directory."""
+  try:
+    os.makedirs(run_dir, exist_ok=True)
+  except OSError as e:
+    raise RunError(f'cannot create run directory {run_dir}: {e.strerror}; choose another --logdir')
+  if not os.access(run_dir, os.W_OK):
+    raise RunError(f'run directory {run_dir} is not writable; choose another --logdir')
+  path = os.path.join(run_dir, CONFIG_FILE)
+  has_checkpoint = tf.train.latest_checkpoint(run_dir) is not None
+  if os.path.exists(path) and has_checkpoint:
+    if not resume:
+      raise RunError(f'{run_dir} already holds a trained run; pass --resume=True to continue it, '
+                     'or choose another --logdir')
+    diff = _science_diff(Config.from_dict(utils.read_json(path)), cfg)
+    if diff:
+      raise RunError(f'{run_dir} was trained with another configuration ({"; ".join(diff)}); '
+                     'choose another --logdir')
+  utils.write_json(path, cfg.to_dict())
+
+
+def load_run_config(run_dir: str) -> Config:
+  """The config a run was trained with, or RunError if run_dir holds no run."""
+  path = os.path.join(run_dir, CONFIG_FILE)
+  if not os.path.exists(path):
+    raise RunError(f'no trained run in {run_dir} (no {CONFIG_FILE}); train it first, e.g. '
+                   f'python main.py --experiment=<row> --logdir={os.path.dirname(run_dir) or "."}')
+  return Config.from_dict(utils.read_json(path))
+
+
+# --- training -------------------------------------------------------------------------------------
+
+class _Meter:
+  """Collects per-iteration losses without a host sync per step; checks them for NaN/Inf."""
+
+  def __init__(self):
+    self._pending = []
+
+  def add(self, out: dict) -> None:
+    self._pending.append(out)
+
+  def flush(self, iteration: int) -> dict[str, float] | None:
+    if not self._pending:
+      return None
+    values = {k: np.array([float(o[k]) for o in self._pending]) for k in self._pending[0]}
+    self._pending = []
+    for name, v in values.items():
+      if not np.all(np.isfinite(v)):
+        first = iteration - len(v) + 1 + int(np.argmin(np.isfinite(v)))
+        raise RunError(f'{name} became {v[~np.isfinite(v)][0]} at iteration {first}; training '
+                       'stopped and the last good checkpoint is kept. Lower --meta_lr or '
+                       '--update_lr, or clip the meta-gradient.')
+    return {k: float(v.mean()) for k, v in values.items()}
+
+
+def train(cfg: Config, run_dir: str, *, resume: bool = True, log_summaries: bool = True) -> int:
+  """Meta-trains (after `pretrain_iterations` of the pretrained baseline) up to total_iterations.
+
+  Returns the iteration reached. Saves a checkpoint every cfg.checkpoint_every iterations and on
+  exit (also on Ctrl-C), never after a non-finite loss.
+  """
+  prepare_run_dir(cfg, run_dir, resume)
+  setup = build(cfg)
+  sampler = data_generator.make_sampler(cfg, 'train')
+  ckpt = tf.train.Checkpoint(model=setup.model, optimizer=setup.optimizer,
+                             iteration=setup.iteration, data=utils.DataState(sampler))
+  manager = tf.train.CheckpointManager(ckpt, run_dir, max_to_keep=MAX_CHECKPOINTS,
+                                       checkpoint_name=CKPT_PREFIX)
+  if manager.latest_checkpoint:
+    ckpt.restore(manager.latest_checkpoint).assert_consumed()
+    logging.info('resumed %s at iteration %d', manager.latest_checkpoint, int(setup.iteration))
+  start = it = int(setup.iteration)
+  total = cfg.total_iterations
+  if it >= total:
+    logging.info('%s already trained to iteration %d', run_dir, it)
+    return it
+
+  steps = {}
+  if cfg.pretrain_iterations:
+    steps['pretrain'] = setup.learner.make_train_step(setup.optimizer, 'pretrain', cfg.jit_compile)
+  if cfg.metatrain_iterations:
+    steps['maml'] = setup.learner.make_train_step(setup.optimizer, 'maml', cfg.jit_compile)
+  writer = tf.summary.create_file_writer(os.path.join(run_dir, 'train')) if log_summaries else None
+  meter = _Meter()
+  saved = it
+  t_start = t_print = time.perf_counter()
+  it_print = it
+
+  def save():
+    nonlocal saved
+    meter_values = meter.flush(it)  # raises on NaN before anything is written
+    if meter_values is not None:
+      write_summaries(meter_values)
+    setup.iteration.assign(it)
+    manager.save(checkpoint_number=it)
+    saved = it
+
+  def write_summaries(values):
+    if writer is None:
+      return
+    with writer.as_default(step=it):
+      tf.summary.scalar('loss/pre_update', values['pre_loss'])
+      tf.summary.scalar('loss/post_update', values['post_loss'])
+      tf.summary.scalar('loss/objective', values['loss'])
+
+  logging.info('training %s: iterations %d..%d (pretrain %d, meta-train %d) in %s', cfg.name,
+               it, total, cfg.pretrain_iterations, cfg.metatrain_iterations, run_dir)
+  try:
+    while it < total:
+      objective = 'pretrain' if it < cfg.pretrain_iterations else 'maml'
+      q = cfg.train_query_size * cfg.num_classes
+      episode = sampler.sample(cfg.meta_batch_size, cfg.update_batch_size * cfg.num_classes, q)
+      meter.add(steps[objective](*episode[:4]))
+      it += 1
+      if it % cfg.summary_every == 0 or it == total:
+        values = meter.flush(it)
+        write_summaries(values)
+        if it % cfg.print_every == 0 or it == total:
+          now = time.perf_counter()
+          rate = (it - it_print) / max(now - t_print, 1e-9)
+          eta = (total - it) / max((it - start) / (now - t_start), 1e-9)
+          logging.info('iter %d/%d (%.1f%%) %s | pre-update loss %.4f | post-update loss %.4f | '
+                       '%.0f it/s | ETA %s', it, total, 100 * it / total, objective,
+                       values['pre_loss'], values['post_loss'], rate, utils.format_duration(eta))
+          if writer is not None:
+            with writer.as_default(step=it):
+              tf.summary.scalar('perf/iterations_per_second', rate)
+          t_print, it_print = now, it
+      if it % cfg.checkpoint_every == 0:
+        save()
+  except RunError:
+    raise
+  except BaseException:
+    if it > saved:  # Ctrl-C or a crash of the loop: keep the work done so far (if it is finite)
+      save()
+      logging.info('saved checkpoint at iteration %d before exiting', it)
+    raise
+  if it > saved:
+    save()
+  if writer is not None:
+    writer.flush()
+  logging.info('training done: iteration %d, %s', it, utils.format_duration(time.perf_counter() -
+                                                                             t_start))
+  return it
+
+
+# --- evaluation -----------------------------------------------------------------------------------
+
+def restore_for_eval(cfg: Config, run_dir: str, test_iter: int = -1) -> tuple[Setup, str]:
+  """Builds the row's model and loads checkpoint `test_iter` (-1: the latest) into it.
+
+  Raises RunError if there is no such checkpoint: an untrained model is never evaluated.
+  """
+  setup = build(cfg)
+  if test_iter < 0:
+    path = tf.train.latest_checkpoint(run_dir)
+    if path is None:
+      raise RunError(f'no checkpoint in {run_dir}: train the run first (python main.py '
+                     f'--experiment={cfg.name} ...) or point --logdir at a trained run')
+  else:
+    path = os.path.join(run_dir, f'{CKPT_PREFIX}-{test_iter}')
+    if not tf.io.gfile.exists(path + '.index'):
+      have = tf.train.get_checkpoint_state(run_dir)
+      kept = [os.path.basename(p) for p in have.all_model_checkpoint_paths] if have else []
+      raise RunError(f'no checkpoint {path}; {run_dir} holds: {", ".join(kept) or "none"}')
+  ckpt = tf.train.Checkpoint(model=setup.model, iteration=setup.iteration)
+  ckpt.restore(path).assert_existing_objects_matched().expect_partial()
+  return setup, path
+
+
+def _run_tasks(eval_fn, episode: data_generator.Episode, lr: float, chunk: int) -> dict:
+  """Runs eval_fn over the tasks of `episode` in chunks; returns arrays [steps+1, num_tasks]."""
+  parts = []
+  for i in range(0, len(episode.support_x), chunk):
+    batch = [a[i:i + chunk] for a in episode[:4]]
+    parts.append(eval_fn(*batch, tf.constant(lr, tf.float32)))
+  return {k: np.concatenate([p[k].numpy() for p in parts], axis=1) for k in ('loss', 'metric')}
+
+
+def tune_step_size(setup: Setup, eval_fn, shots: int) -> tuple[float, dict[str, float]]:
+  """Picks alpha at meta-test from cfg.test_update_lr_grid on validation tasks.
+
+  Score: mean query metric over steps 1..test_num_updates (lower is better for MSE).
+  """
+  cfg = setup.cfg
+  sampler = data_generator.make_sampler(cfg, 'val', shots)
+  q = (cfg.test_query_size or shots) * cfg.num_classes
+  episode = data_generator.sample_tasks(sampler, cfg.num_tune_tasks, shots * cfg.num_classes, q)
+  scores = {}
+  for lr in cfg.test_update_lr_grid:
+    metric = _run_tasks(eval_fn, episode, lr, cfg.eval_chunk)['metric']
+    scores[repr(lr)] = float(metric[1:].mean())
+  sign = -1.0 if cfg.metric == 'accuracy' else 1.0
+  best = min(cfg.test_update_lr_grid, key=lambda lr: sign * scores[repr(lr)])
+  return best, scores
+
+
+def evaluate(cfg: Config, run_dir: str, *, split: str = 'test', test_iter: int = -1,
+             shots: tuple[int, ...] | None = None, update_lr: float | None = None) -> list[dict]:
+  """Meta-tests a trained run: cfg.num_test_tasks tasks per K, metric after 0..test_num_updates steps.
+
+  Args:
+    split: 'test' or 'val' (the original's --test_set).
+    shots: K values (default cfg.eval_shots).
+    update_lr: alpha at meta-test; default cfg.test_update_lr, tuned on validation tasks when the row
+      has a grid, else cfg.update_lr.
+
+  Returns one result dict per K, also written to run_dir/results/<split>_K<K>.json.
+  """
+  setup, path = restore_for_eval(cfg, run_dir, test_iter)
+  out_dir = os.path.join(run_dir, 'results')
+  os.makedirs(out_dir, exist_ok=True)
+  results = []
+  for k in shots or cfg.eval_shots:
+    t0 = time.perf_counter()
+    scores = None
+    eval_fn = setup.learner.make_eval_step(cfg.test_num_updates, cfg.jit_compile)  # traced per K
+    if update_lr is not None:
+      lr = update_lr
+    elif cfg.test_update_lr is not None:
+      lr = cfg.test_update_lr
+    elif cfg.test_update_lr_grid:
+      lr, scores = tune_step_size(setup, eval_fn, k)
+    else:
+      lr = cfg.update_lr
+    sampler = data_generator.make_sampler(cfg, split, k)
+    q = (cfg.test_query_size or k) * cfg.num_classes
+    episode = data_generator.sample_tasks(sampler, cfg.num_test_tasks, k * cfg.num_classes, q)
+    per_task = _run_tasks(eval_fn, episode, lr, cfg.eval_chunk)
+    mean, ci95 = utils.mean_and_ci95(per_task['metric'])
+    result = {
+        'experiment': cfg.name, 'split': split, 'shots': k, 'num_tasks': cfg.num_test_tasks,
+        'metric': cfg.metric, 'update_lr': lr, 'step_size_tuning': scores,
+        'steps': list(range(cfg.test_num_updates + 1)),
+        'mean': mean.tolist(), 'ci95': ci95.tolist(),
+        'checkpoint': os.path.basename(path), 'iteration': int(setup.iteration),
+        'eval_seed': cfg.eval_seed, 'seed': cfg.seed, 'commit': utils.git_commit(),
+        'published': [dict(dataclasses.asdict(p), reproduced=mean[p.step], reproduced_ci95=ci95[p.step])
+                      for p in cfg.published if p.shots == k and p.step <= cfg.test_num_updates],
+    }
+    if cfg.datasource == 'sinusoid':
+      result['curves'] = sinusoid_curves(setup, k, lr, os.path.join(out_dir, f'{split}_K{k}_curves.npz'))
+    utils.write_json(os.path.join(out_dir, f'{split}_K{k}.json'), result)
+    logging.info('%s K=%d alpha=%g (%d tasks, %.1fs): %s after 0..%d steps: %s', cfg.name, k, lr,
+                 cfg.num_test_tasks, time.perf_counter() - t0, cfg.metric, cfg.test_num_updates,
+                 utils.format_steps(mean))
+    results.append(result)
+  return results
+
+
+def sinusoid_curves(setup: Setup, shots: int, lr: float, path: str, num_tasks: int = 4) -> str:
+  """Saves predictions on a dense grid after every step for a few fixed tasks (paper Fig. 2).
+
+  The npz holds x [P], y [tasks, P], support_x/support_y [tasks, K], pred [steps+1, tasks, P].
+  Returns the file name.
+  """
+  cfg = setup.cfg
+  sampler = data_generator.make_sampler(cfg, 'plot', shots)
+  episode = data_generator.sample_tasks(sampler, num_tasks, shots, 1)
+  grid_x, grid_y = sampler.grid(episode.task)
+  fn = setup.learner.make_eval_step(cfg.test_num_updates, jit_compile=False, return_outputs=True)
+  out = fn(episode.support_x, episode.support_y, grid_x, grid_y, tf.constant(lr, tf.float32))
+  np.savez(path, x=grid_x[0, :, 0], y=grid_y[..., 0], support_x=episode.support_x[..., 0],
+           support_y=episode.support_y[..., 0], pred=out['outputs'].numpy()[..., 0], task=episode.task)
+  return os.path.basename(path)

@@ -1,0 +1,92 @@
+"""Losses, statistics and small run helpers shared by training, evaluation and the report."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import subprocess
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from experiments import Config
+
+
+# --- per-task losses and metrics: (y [T, M, d], out [T, M, d]) -> [T] ---------------------------
+
+def mse(y: tf.Tensor, out: tf.Tensor) -> tf.Tensor:
+  """Mean squared error of each task (the original's `mse`, a plain mean)."""
+  return tf.reduce_mean(tf.square(out - y), axis=[1, 2])
+
+
+def loss_and_metric(cfg: Config):
+  """(loss_fn, metric_fn) of an experiment row."""
+  if cfg.metric == 'mse':
+    return mse, mse
+  raise ValueError(f'no loss for metric {cfg.metric!r}')
+
+
+# --- statistics ------------------------------------------------------------------------------------
+
+def mean_and_ci95(values: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
+  """Mean and 95% confidence half-width 1.96 * std / sqrt(n) over `axis` (original main.py test()).
+
+  The original uses numpy's population std (ddof=0); so does this.
+  """
+  values = np.asarray(values, dtype=np.float64)
+  n = values.shape[axis]
+  return values.mean(axis), 1.96 * values.std(axis) / math.sqrt(n)
+
+
+# --- run bookkeeping -------------------------------------------------------------------------------
+
+def git_commit() -> str:
+  """The repository's HEAD commit (with '+dirty' for local changes), or 'unknown' outside git."""
+  here = os.path.dirname(os.path.abspath(__file__))
+  try:
+    commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=here, capture_output=True, text=True,
+                            check=True, timeout=10).stdout.strip()
+    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=here,
+                           capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    return 'unknown'
+  return commit + ('+dirty' if dirty else '')
+
+
+def write_json(path: str, data) -> None:
+  """Writes atomically (a crash never leaves half a results file)."""
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(data, f, indent=2, sort_keys=True)
+    f.write('\n')
+  os.replace(tmp, path)
+
+
+def read_json(path: str):
+  with open(path) as f:
+    return json.load(f)
+
+
+def format_duration(seconds: float) -> str:
+  return str(datetime.timedelta(seconds=int(round(seconds))))
+
+
+class DataState(tf.train.experimental.PythonState):
+  """Puts a sampler's RNG state into a tf.train.Checkpoint, so resuming replays the same episodes."""
+
+  def __init__(self, sampler):
+    self._sampler = sampler
+
+  def serialize(self) -> str:
+    return self._sampler.get_state()
+
+  def deserialize(self, string_value) -> None:
+    value = string_value.decode() if isinstance(string_value, bytes) else string_value
+    self._sampler.set_state(value)
+
+
+def format_steps(values: Sequence[float], fmt: str = '{:.3f}') -> str:
+  return ' '.join(fmt.format(v) for v in values)

@@ -84,7 +84,7 @@ class Config:
   metric: str = 'mse'                 # what `published` and the results report: 'mse' or 'accuracy'.
 
   # Fields a resumed run may change without starting a new experiment.
-  RUNTIME_FIELDS = ('metatrain_iterations', 'summary_every', 'print_every', 'checkpoint_every',
+  RUNTIME_FIELDS = ('metatrain_iterations', 'pretrain_iterations', 'summary_every', 'print_every', 'checkpoint_every',
                     'jit_compile', 'eval_shots', 'num_test_tasks', 'test_query_size',
                     'eval_chunk', 'test_update_lr',
                     'test_update_lr_grid', 'num_tune_tasks', 'test_num_updates', 'eval_seed')

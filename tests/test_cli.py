@@ -1,0 +1,149 @@
+"""The command line and the training loop end to end: train, kill -9, resume, test, bad inputs."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import data_generator
+import experiments
+import trainer
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+QUICK = ['--print_every=20', '--checkpoint_every=20', '--jit_compile=False']
+
+
+def run_main(*flags, timeout=120):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
+  return subprocess.run([sys.executable, str(ROOT / 'main.py'), *flags], capture_output=True,
+                        text=True, timeout=timeout, env=env, cwd=ROOT)
+
+
+def assert_clean_error(proc, match):
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+  errors = [l for l in proc.stderr.splitlines() if l.startswith('error:')]
+  assert len(errors) == 1 and match in errors[0], proc.stderr[-2000:]
+
+
+def test_train_kill_resume_and_test(tmp_path):
+  logdir = str(tmp_path)
+  run_dir = tmp_path / 'sinusoid_maml'
+  proc = subprocess.Popen([sys.executable, str(ROOT / 'main.py'), f'--logdir={logdir}',
+                           '--metatrain_iterations=1000000', *QUICK], cwd=ROOT,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  try:
+    deadline = time.time() + 90
+    while time.time() < deadline and not list(run_dir.glob('ckpt-40.index')):
+      time.sleep(0.2)
+    assert list(run_dir.glob('ckpt-40.index')), 'no checkpoint appeared'
+  finally:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+  killed_at = int(tf.train.latest_checkpoint(str(run_dir)).rsplit('-', 1)[1])
+
+  resumed = run_main(f'--logdir={logdir}', f'--metatrain_iterations={killed_at + 40}', *QUICK)
+  assert resumed.returncode == 0, resumed.stderr[-2000:]
+  assert f'at iteration {killed_at}' in resumed.stderr
+  assert f'iter {killed_at + 40}/{killed_at + 40}' in resumed.stderr
+  config = json.loads((run_dir / 'config.json').read_text())
+  assert config['name'] == 'sinusoid_maml' and config['update_lr'] == 0.01
+  assert list((run_dir / 'train').glob('events.out.tfevents.*')), 'no TensorBoard summaries'
+
+  # Test mode reads the run's config: no training flags repeated.
+  tested = run_main(f'--logdir={logdir}', '--train=False', '--test_set=True',
+                    '--num_test_tasks=20', '--update_batch_size=5')
+  assert tested.returncode == 0, tested.stderr[-2000:]
+  result = json.loads((run_dir / 'results' / 'test_K5.json').read_text())
+  assert result['iteration'] == killed_at + 40 and result['num_tasks'] == 20
+  assert len(result['mean']) == 11 and len(result['ci95']) == 11
+  assert result['update_lr'] == 0.01 and result['split'] == 'test'
+  assert [p['step'] for p in result['published']] == [1, 5, 10]
+  curves = np.load(run_dir / 'results' / 'test_K5_curves.npz')
+  assert curves['pred'].shape[0] == 11 and curves['support_x'].shape[1] == 5
+
+
+def test_resume_continues_exactly(tmp_path):
+  """Stopping and resuming from a checkpoint gives the same weights, Adam state and data stream."""
+  cfg = experiments.get('sinusoid_maml').replace(
+      metatrain_iterations=40, checkpoint_every=20, summary_every=10, print_every=20,
+      jit_compile=False)
+  trainer.train(cfg, str(tmp_path / 'a'))
+  trainer.train(cfg.replace(metatrain_iterations=20), str(tmp_path / 'b'))
+  trainer.train(cfg, str(tmp_path / 'b'))  # resumes at 20
+  a, _ = trainer.restore_for_eval(cfg, str(tmp_path / 'a'))
+  b, _ = trainer.restore_for_eval(cfg, str(tmp_path / 'b'))
+  assert int(a.iteration) == int(b.iteration) == 40
+  for x, y in zip(a.model.variables, b.model.variables):
+    np.testing.assert_array_equal(x.numpy(), y.numpy())
+
+
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+  cfg = experiments.get('sinusoid_maml').replace(
+      metatrain_iterations=100, checkpoint_every=10, summary_every=5, print_every=50,
+      jit_compile=False)
+  real_sample = data_generator.SinusoidTasks.sample
+  calls = []
+
+  def poisoned(self, *args):
+    calls.append(1)
+    episode = real_sample(self, *args)
+    if len(calls) > 33:  # iteration 34 on: NaN targets
+      episode.query_y[:] = np.nan
+    return episode
+
+  monkeypatch.setattr(data_generator.SinusoidTasks, 'sample', poisoned)
+  with pytest.raises(trainer.RunError, match=r'became nan at iteration 34'):
+    trainer.train(cfg, str(tmp_path))
+  assert tf.train.latest_checkpoint(str(tmp_path)).endswith('ckpt-30')
+  setup, _ = trainer.restore_for_eval(cfg, str(tmp_path))
+  assert all(np.all(np.isfinite(v.numpy())) for v in setup.model.variables)
+
+
+def test_test_mode_never_evaluates_an_untrained_model(tmp_path):
+  proc = run_main(f'--logdir={tmp_path}', '--train=False')
+  assert_clean_error(proc, 'no trained run')
+  # A run directory with a config but no checkpoint (training died before the first one).
+  (tmp_path / 'sinusoid_maml').mkdir()
+  trainer.prepare_run_dir(experiments.get('sinusoid_maml'), str(tmp_path / 'sinusoid_maml'), True)
+  proc = run_main(f'--logdir={tmp_path}', '--train=False')
+  assert_clean_error(proc, 'no checkpoint')
+
+
+@pytest.mark.parametrize('flags,match', [
+    (['--experiment=sinusoid_mamll'], "unknown experiment 'sinusoid_mamll'"),
+    (['--update_batch_size=0'], 'update_batch_size=0 must be at least 1'),
+    (['--num_updates=-1'], 'num_updates=-1 must not be negative'),
+    (['--meta_lr=-1'], 'meta_lr=-1.0 must be a positive number'),
+])
+def test_bad_flags_give_one_clear_line(tmp_path, flags, match):
+  assert_clean_error(run_main(f'--logdir={tmp_path}', *flags), match)
+
+
+def test_unwritable_logdir(tmp_path):
+  blocker = tmp_path / 'file'
+  blocker.write_text('not a directory')
+  assert_clean_error(run_main(f'--logdir={blocker}/runs', '--metatrain_iterations=5'),
+                     'cannot create run directory')
+
+
+def test_unknown_flag_is_rejected_by_absl(tmp_path):
+  proc = run_main(f'--logdir={tmp_path}', '--update_batchsize=5')
+  assert proc.returncode != 0 and 'Traceback' not in proc.stderr
+  assert "Unknown command line flag 'update_batchsize'" in proc.stderr
+
+
+def test_existing_run_is_not_overwritten_without_resume(tmp_path):
+  cfg = experiments.get('sinusoid_maml').replace(metatrain_iterations=5, jit_compile=False)
+  trainer.train(cfg, str(tmp_path))
+  with pytest.raises(trainer.RunError, match='already holds a trained run'):
+    trainer.train(cfg, str(tmp_path), resume=False)
+  with pytest.raises(trainer.RunError, match=r'another configuration \(update_lr: 0.01 -> 0.02\)'):
+    trainer.train(cfg.replace(update_lr=0.02), str(tmp_path))

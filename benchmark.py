@@ -1,0 +1,198 @@
+"""Speed and memory of one experiment row's training step: `run_benchmark(cfg)`.
+
+This is a measurement, not a test: nothing is asserted and no figure is compared with a target. It
+builds the row exactly as training does (`trainer.build`), compiles the step training would run
+('maml' if the row meta-trains, else 'pretrain') and reports:
+
+  * compile time: wall time of the first call (tracing, plus XLA compilation when cfg.jit_compile),
+    up to the loss being on the host;
+  * iterations/s: after `warmup` untimed iterations, `iterations` timed ones in chunks of CHUNK, each
+    chunk ended by a host sync; the headline is the median of the per-chunk rates (mean, min and max
+    are reported too). Every iteration draws a fresh episode from the row's own training sampler,
+    as the training loop does, so the rate includes data generation (its share is reported);
+  * memory: the peak resident set size of the whole process (ru_maxrss) at the end, next to the RSS
+    just before the model was built, and the peak memory of each GPU if there is one;
+  * context: versions, devices, threads, commit, time, so figures from two machines can be compared.
+
+The result is printed and written to <out_dir>/<row>[.first_order][.nojit].json.
+Run it with `python main.py --experiment=<row> --benchmark [--benchmark_iterations=N]`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import resource
+import statistics
+import sys
+import time
+
+from absl import logging
+import keras
+import tensorflow as tf
+
+import data_generator
+from experiments import Config
+import trainer
+import utils
+
+CHUNK = 10  # timed iterations between host syncs
+MB = 2 ** 20
+
+
+def current_rss_mb() -> float | None:
+  """The process's resident set size now (VmRSS of /proc/self/status), or None off Linux."""
+  try:
+    with open('/proc/self/status') as f:
+      for line in f:
+        if line.startswith('VmRSS:'):
+          return int(line.split()[1]) * 1024 / MB
+  except OSError:
+    pass
+  return None
+
+
+def peak_rss_mb() -> float:
+  """The process's peak resident set size so far (ru_maxrss: KiB on Linux, bytes on macOS)."""
+  peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+  return peak / MB if sys.platform == 'darwin' else peak * 1024 / MB
+
+
+def objective_of(cfg: Config) -> str:
+  """The objective training spends its meta-updates on: 'maml', or 'pretrain' for the baselines."""
+  return 'maml' if cfg.metatrain_iterations > 0 else 'pretrain'
+
+
+def output_path(cfg: Config, out_dir: str) -> str:
+  """<out_dir>/<row>[.first_order][.nojit].json."""
+  name = cfg.name + ('.first_order' if cfg.stop_grad else '') + ('' if cfg.jit_compile else '.nojit')
+  return os.path.join(out_dir, name + '.json')
+
+
+def _context(cfg: Config, objective: str) -> dict:
+  """What the figures depend on besides the code: software, hardware and the row's sizes."""
+  return {
+      'experiment': cfg.name, 'objective': objective, 'jit_compile': cfg.jit_compile,
+      'first_order': cfg.stop_grad, 'meta_batch_size': cfg.meta_batch_size,
+      'num_updates': cfg.num_updates,
+      'support_size': cfg.update_batch_size * cfg.num_classes,
+      'query_size': cfg.train_query_size * cfg.num_classes,
+      'tensorflow': tf.__version__, 'keras': keras.__version__,
+      'devices': [d.name for d in tf.config.list_physical_devices()],
+      'cpu_count': os.cpu_count(),
+      # 0 means TensorFlow picks (by default: all cores).
+      'intra_op_threads': tf.config.threading.get_intra_op_parallelism_threads(),
+      'inter_op_threads': tf.config.threading.get_inter_op_parallelism_threads(),
+      'commit': utils.git_commit(),
+      'timestamp': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+  }
+
+
+def _gpu_peak_mb() -> dict[str, float]:
+  """Peak memory of each visible GPU in MB (empty on CPU-only machines)."""
+  peaks = {}
+  for i, _ in enumerate(tf.config.list_logical_devices('GPU')):
+    peaks[f'GPU:{i}'] = tf.config.experimental.get_memory_info(f'GPU:{i}')['peak'] / MB
+  return peaks
+
+
+def _mb(value: float | None) -> str:
+  return 'unknown' if value is None else f'{value:.0f} MB'
+
+
+def _summary(r: dict) -> str:
+  """The human-readable block of a result."""
+  lines = [
+      f'benchmark {r["experiment"]}: objective {r["objective"]}, jit_compile {r["jit_compile"]}, '
+      f'first_order {r["first_order"]}, meta-batch {r["meta_batch_size"]}, '
+      f'{r["num_updates"]} inner step(s)',
+      f'  compile (first call)  {r["compile_s"]:.2f} s',
+      f'  iterations/s          {r["its_median"]:.1f} median of {r["chunks"]} chunks of {CHUNK} '
+      f'(mean {r["its_mean"]:.1f}, min {r["its_min"]:.1f}, max {r["its_max"]:.1f}); '
+      f'{r["iterations"]} timed after {r["warmup"]} warm-up',
+      f'  includes drawing each episode from the training sampler ({100 * r["sampling_share"]:.0f}% '
+      'of the timed wall time)',
+      f'  full training         {r["total_iterations"]} iterations ~ {r["est_training_time"]} '
+      '(at the median rate)',
+      f'  peak RSS              {r["peak_rss_mb"]:.0f} MB (whole process; RSS before building the '
+      f'model {_mb(r["rss_before_build_mb"])})',
+  ]
+  for device, peak in r['gpu_peak_mb'].items():
+    lines.append(f'  peak {device} memory     {peak:.0f} MB')
+  lines.append(f'  tensorflow {r["tensorflow"]}, keras {r["keras"]}, {r["cpu_count"]} cpus, intra/inter '
+               f'op threads {r["intra_op_threads"]}/{r["inter_op_threads"]} (0 = TF default), '
+               f'devices {", ".join(r["devices"])}')
+  lines.append(f'  commit {r["commit"]} at {r["timestamp"]}')
+  return '\n'.join(lines)
+
+
+def run_benchmark(cfg: Config, iterations: int = 200, out_dir: str | None = None,
+                  warmup: int = 20) -> dict:
+  """Times the training step of a row on episodes from its own sampler.
+
+  Args:
+    cfg: the experiment row (with any overrides, e.g. stop_grad or jit_compile).
+    iterations: timed iterations (at least 1), after the first call and the warm-up.
+    out_dir: if given, the result is also written to `output_path(cfg, out_dir)`.
+    warmup: untimed iterations after the first call.
+
+  Returns:
+    The result dict (the JSON's content): timings, memory and context.
+  """
+  if iterations < 1 or warmup < 0:
+    raise ValueError(f'iterations={iterations} must be at least 1 and warmup={warmup} not negative')
+  objective = objective_of(cfg)
+  rss_before = current_rss_mb()
+  setup = trainer.build(cfg)
+  step = setup.learner.make_train_step(setup.optimizer, objective, cfg.jit_compile)
+  sampler = data_generator.make_sampler(cfg, 'train')
+  sizes = (cfg.meta_batch_size, cfg.update_batch_size * cfg.num_classes,
+           cfg.train_query_size * cfg.num_classes)
+
+  t0 = time.perf_counter()
+  out = step(*sampler.sample(*sizes)[:4])
+  float(out['loss'])
+  compile_s = time.perf_counter() - t0
+
+  for _ in range(warmup):
+    out = step(*sampler.sample(*sizes)[:4])
+  float(out['loss'])
+
+  rates, sampling_s, timed_s = [], 0.0, 0.0
+  for start in range(0, iterations, CHUNK):
+    n = min(CHUNK, iterations - start)
+    t0 = time.perf_counter()
+    for _ in range(n):
+      t_sample = time.perf_counter()
+      episode = sampler.sample(*sizes)
+      sampling_s += time.perf_counter() - t_sample
+      out = step(*episode[:4])
+    final_loss = float(out['loss'])
+    dt = time.perf_counter() - t0
+    timed_s += dt
+    rates.append(n / dt)
+
+  median = statistics.median(rates)  # the headline; its_mean below is all timed iterations / time
+  result = _context(cfg, objective)
+  result.update({
+      'compile_s': compile_s, 'warmup': warmup, 'iterations': iterations, 'chunks': len(rates),
+      'chunk_size': CHUNK, 'its_median': median, 'its_mean': iterations / timed_s,
+      'its_min': min(rates), 'its_max': max(rates), 'timed_s': timed_s,
+      'sampling_share': sampling_s / timed_s, 'includes_data_sampling': True,
+      'final_loss': final_loss,
+      'total_iterations': cfg.total_iterations,
+      'est_training_s': cfg.total_iterations / median,
+      'est_training_time': utils.format_duration(cfg.total_iterations / median),
+      'peak_rss_mb': peak_rss_mb(), 'rss_before_build_mb': rss_before,
+      'memory_note': 'peak_rss_mb is the whole process\'s peak resident set size (ru_maxrss), '
+                     'TensorFlow runtime included; rss_before_build_mb is the RSS just before the '
+                     'model was built',
+      'gpu_peak_mb': _gpu_peak_mb(),
+  })
+  logging.info('%s', _summary(result))
+  if out_dir is not None:
+    os.makedirs(out_dir, exist_ok=True)
+    path = output_path(cfg, out_dir)
+    utils.write_json(path, result)
+    logging.info('wrote %s', path)
+  return result

@@ -1,0 +1,47 @@
+"""The benchmark runs and writes a sane record. Smoke tests only: no speed is ever asserted."""
+
+import json
+import math
+
+import pytest
+
+import benchmark
+import experiments
+
+
+def check_record(result, path, objective):
+  assert path.exists(), f'no benchmark file {path}'
+  saved = json.loads(path.read_text())
+  assert saved == json.loads(json.dumps(result))  # the file holds what was returned
+  assert saved['objective'] == objective
+  assert saved['iterations'] == 20 and saved['warmup'] == 2 and saved['chunks'] == 2
+  assert saved['its_median'] > 0 and saved['its_min'] <= saved['its_median'] <= saved['its_max']
+  assert saved['its_mean'] > 0 and saved['compile_s'] > 0
+  assert saved['rss_before_build_mb'] > 0
+  assert saved['peak_rss_mb'] >= saved['rss_before_build_mb']
+  assert 0 <= saved['sampling_share'] < 1 and saved['includes_data_sampling']
+  assert math.isfinite(saved['final_loss'])
+  assert saved['est_training_s'] > 0
+  for key in ('tensorflow', 'keras', 'devices', 'cpu_count', 'intra_op_threads',
+              'inter_op_threads', 'commit', 'timestamp', 'meta_batch_size', 'num_updates'):
+    assert key in saved, key
+  return saved
+
+
+def test_benchmark_maml(tmp_path):
+  cfg = experiments.get('sinusoid_maml').replace(jit_compile=False, meta_batch_size=5)
+  result = benchmark.run_benchmark(cfg, iterations=20, out_dir=str(tmp_path), warmup=2)
+  saved = check_record(result, tmp_path / 'sinusoid_maml.nojit.json', 'maml')
+  assert saved['experiment'] == 'sinusoid_maml' and not saved['first_order']
+  assert saved['meta_batch_size'] == 5 and saved['jit_compile'] is False
+
+
+def test_benchmark_pretrained_first_order_name(tmp_path):
+  cfg = experiments.get('sinusoid_pretrained').replace(jit_compile=False, stop_grad=True)
+  result = benchmark.run_benchmark(cfg, iterations=20, out_dir=str(tmp_path), warmup=2)
+  check_record(result, tmp_path / 'sinusoid_pretrained.first_order.nojit.json', 'pretrain')
+
+
+def test_benchmark_rejects_no_iterations():
+  with pytest.raises(ValueError, match='iterations'):
+    benchmark.run_benchmark(experiments.get('sinusoid_maml'), iterations=0)

@@ -255,7 +255,9 @@ def tune_step_size(setup: Setup, eval_fn, shots: int) -> tuple[float, dict[str, 
     metric = _run_tasks(eval_fn, episode, lr, cfg.eval_chunk)['metric']
     scores[repr(lr)] = float(metric[1:].mean())
   sign = -1.0 if cfg.metric == 'accuracy' else 1.0
-  best = min(cfg.test_update_lr_grid, key=lambda lr: sign * scores[repr(lr)])
+  # A step size whose fine-tuning diverges scores NaN/Inf and must never win.
+  best = min(cfg.test_update_lr_grid,
+             key=lambda lr: sign * scores[repr(lr)] if np.isfinite(scores[repr(lr)]) else np.inf)
   return best, scores
 
 
@@ -292,11 +294,18 @@ def evaluate(cfg: Config, run_dir: str, *, split: str = 'test', test_iter: int =
     episode = data_generator.sample_tasks(sampler, cfg.num_test_tasks, k * cfg.num_classes, q)
     per_task = _run_tasks(eval_fn, episode, lr, cfg.eval_chunk)
     mean, ci95 = utils.mean_and_ci95(per_task['metric'])
+    nonfinite = (~np.isfinite(per_task['metric'])).sum(axis=1)
+    if nonfinite.any():
+      logging.warning('%s K=%d: fine-tuning diverged (NaN/Inf %s) on %d of %d tasks by step %d; the '
+                      'mean is not finite from there on', cfg.name, k, cfg.metric, nonfinite.max(),
+                      cfg.num_test_tasks, int(np.argmax(nonfinite > 0)))
     result = {
         'experiment': cfg.name, 'split': split, 'shots': k, 'num_tasks': cfg.num_test_tasks,
         'metric': cfg.metric, 'update_lr': lr, 'step_size_tuning': scores,
         'steps': list(range(cfg.test_num_updates + 1)),
         'mean': mean.tolist(), 'ci95': ci95.tolist(),
+        'median': np.median(per_task['metric'], axis=1).tolist(),
+        'num_nonfinite': nonfinite.tolist(),
         'checkpoint': os.path.basename(path), 'iteration': int(setup.iteration),
         'eval_seed': cfg.eval_seed, 'seed': cfg.seed, 'commit': utils.git_commit(),
         'published': [dict(dataclasses.asdict(p), reproduced=mean[p.step], reproduced_ci95=ci95[p.step])

@@ -54,7 +54,7 @@ def test_train_kill_resume_and_test(tmp_path):
   assert f'at iteration {killed_at}' in resumed.stderr
   assert f'iter {killed_at + 40}/{killed_at + 40}' in resumed.stderr
   config = json.loads((run_dir / 'config.json').read_text())
-  assert config['name'] == 'sinusoid_maml' and config['update_lr'] == 0.01
+  assert config['name'] == 'sinusoid_maml' and config['update_lr'] == 0.001
   assert list((run_dir / 'train').glob('events.out.tfevents.*')), 'no TensorBoard summaries'
 
   # Test mode reads the run's config: no training flags repeated.
@@ -64,7 +64,7 @@ def test_train_kill_resume_and_test(tmp_path):
   result = json.loads((run_dir / 'results' / 'test_K5.json').read_text())
   assert result['iteration'] == killed_at + 40 and result['num_tasks'] == 20
   assert len(result['mean']) == 11 and len(result['ci95']) == 11
-  assert result['update_lr'] == 0.01 and result['split'] == 'test'
+  assert result['update_lr'] == 0.001 and result['split'] == 'test'
   assert [p['step'] for p in result['published']] == [1, 5, 10]
   curves = np.load(run_dir / 'results' / 'test_K5_curves.npz')
   assert curves['pred'].shape[0] == 11 and curves['support_x'].shape[1] == 5
@@ -145,5 +145,5 @@ def test_existing_run_is_not_overwritten_without_resume(tmp_path):
   trainer.train(cfg, str(tmp_path))
   with pytest.raises(trainer.RunError, match='already holds a trained run'):
     trainer.train(cfg, str(tmp_path), resume=False)
-  with pytest.raises(trainer.RunError, match=r'another configuration \(update_lr: 0.01 -> 0.02\)'):
+  with pytest.raises(trainer.RunError, match=r'another configuration \(update_lr: 0.001 -> 0.02\)'):
     trainer.train(cfg.replace(update_lr=0.02), str(tmp_path))

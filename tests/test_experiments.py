@@ -25,10 +25,10 @@ def test_every_row_is_valid_and_round_trips_through_json(name):
 
 def test_sinusoid_rows_match_the_paper_and_the_original_code():
   maml = experiments.get('sinusoid_maml')
-  assert (maml.update_lr, maml.num_updates, maml.update_batch_size) == (0.01, 1, 10)  # paper §5.1
+  assert (maml.update_lr, maml.num_updates, maml.update_batch_size) == (0.001, 1, 10)  # code default
   assert (maml.meta_batch_size, maml.meta_lr, maml.metatrain_iterations) == (25, 1e-3, 70_000)
   assert maml.hidden == (40, 40) and maml.norm == 'None'
-  assert experiments.get('sinusoid_maml_code_alpha').update_lr == 0.001  # the other side of §4.1
+  assert experiments.get('sinusoid_maml_paper_alpha').update_lr == 0.01  # paper §5.1, see §4.1
   pre = experiments.get('sinusoid_pretrained')
   assert (pre.pretrain_iterations, pre.metatrain_iterations) == (70_000, 0)
   assert [p.value for p in pre.published] == [2.41, 2.23, 2.19]

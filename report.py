@@ -1,0 +1,330 @@
+"""Figures and the published-vs-reproduced table of a group of evaluated runs: `write_report`.
+
+The report only reads results; it never trains or evaluates. For the group 'sinusoid' it reads, for
+every row of `experiments.SINUSOID_ROWS`, the files `trainer.evaluate` writes with
+`python main.py --experiment=<row> --train=False --test_set=True --logdir=<logdir>`:
+
+  <logdir>/<row>/results/test_K<K>.json         query MSE after 0..10 steps, 95% CI, published values
+  <logdir>/<row>/results/test_K<K>_curves.npz   predictions on a grid for a few fixed plotting tasks
+
+and writes to <logdir>/figures/:
+
+  fig2_sinusoid.png      paper Fig. 2: MAML and pretrained fits of one task after 0, 1 and 10 steps
+  fig3_sinusoid_k10.png  paper Fig. 3: query MSE vs gradient steps at K = 10, with the oracle
+  fig6_sinusoid.png      paper Fig. 6 (App. B): the same at K = 5, 10 and 20
+  table2_sinusoid.md     paper App. C Table 2 (K = 5 MSE after 1, 5, 10 steps) and the target checks
+
+Published numbers come from the results files (which copy them from experiments.py), never from here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable, Mapping, Sequence
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+import numpy as np
+
+import experiments
+from experiments import ConfigError
+import utils
+
+SPLIT = 'test'
+FIGURES_DIR = 'figures'
+SINUSOID_SHOTS = (5, 10, 20)     # every K the sinusoid report reads (Fig. 6)
+FIG2_SHOTS = (5, 10)             # Fig. 2 columns
+FIG3_SHOTS = 10                  # Fig. 3
+TABLE2_SHOTS = 5                 # App. C Table 2
+TARGET_STEP = 10                 # target (a): MAML after this many steps...
+TARGET_TOLERANCE = 0.2           # ...within this relative distance of the published MSE
+PLOT_TASK = 0                    # the plotting task of Fig. 2 (the same task for every model)
+SUPPORT_COLOR = 'purple'
+MAML_ROW, PRETRAINED_ROW, ORACLE_ROW, PAPER_ALPHA_ROW = experiments.SINUSOID_ROWS
+TABLE2_ROWS = (MAML_ROW, PAPER_ALPHA_ROW, PRETRAINED_ROW)
+LABELS = {MAML_ROW: 'MAML', PRETRAINED_ROW: 'pretrained', ORACLE_ROW: 'oracle',
+          PAPER_ALPHA_ROW: 'MAML, paper alpha'}
+COLORS = {MAML_ROW: 'tab:red', PRETRAINED_ROW: 'tab:blue', ORACLE_ROW: 'tab:gray'}
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+  """One evaluated run at one K: the results JSON (`summary`) and the plotting curves (npz arrays)."""
+  row: str
+  shots: int
+  summary: Mapping
+  curves: Mapping[str, np.ndarray]
+
+  @property
+  def steps(self) -> np.ndarray:
+    return np.asarray(self.summary['steps'])
+
+  @property
+  def mean(self) -> np.ndarray:
+    return np.asarray(self.summary['mean'], dtype=np.float64)
+
+  @property
+  def ci95(self) -> np.ndarray:
+    return np.asarray(self.summary['ci95'], dtype=np.float64)
+
+  @property
+  def update_lr(self) -> float:
+    return float(self.summary['update_lr'])
+
+  def published(self, step: int) -> Mapping | None:
+    """The published entry for `step` at this K, or None if the paper gives none."""
+    for p in self.summary['published']:
+      if p['shots'] == self.shots and p['step'] == step:
+        return p
+    return None
+
+
+Results = Mapping[tuple[str, int], Result]
+
+
+def eval_command(row: str, logdir: str) -> str:
+  return f'python main.py --experiment={row} --train=False --test_set=True --logdir={logdir}'
+
+
+def load_result(logdir: str, row: str, shots: int) -> Result:
+  """Reads <logdir>/<row>/results/test_K<shots>{.json,_curves.npz}; ConfigError says how to make them."""
+  results_dir = os.path.join(logdir, row, 'results')
+  paths = [os.path.join(results_dir, f'{SPLIT}_K{shots}.json'),
+           os.path.join(results_dir, f'{SPLIT}_K{shots}_curves.npz')]
+  for path in paths:
+    if not os.path.exists(path):
+      raise ConfigError(f'missing {path}: evaluate run {row} first with: {eval_command(row, logdir)}')
+  with np.load(paths[1]) as npz:
+    curves = {k: npz[k] for k in npz.files}
+  return Result(row, shots, utils.read_json(paths[0]), curves)
+
+
+def load_results(logdir: str, rows: Sequence[str], shots: Sequence[int]) -> dict[tuple[str, int], Result]:
+  """Every (row, K) result, read before anything is drawn so a missing run fails fast."""
+  return {(row, k): load_result(logdir, row, k) for row in rows for k in shots}
+
+
+# --- figures ------------------------------------------------------------------------------------
+
+def _save(fig: Figure, path: str) -> str:
+  # An explicit Agg canvas: headless, and no pyplot global state to leak figures between calls.
+  FigureCanvasAgg(fig)
+  fig.savefig(path, dpi=120, bbox_inches='tight')
+  return path
+
+
+def plot_fits(results: Results, path: str) -> str:
+  """Paper Fig. 2: a 2x2 grid, MAML (top) and pretrained (bottom) at K = 5 and 10 (columns).
+
+  Each panel shows, for plotting task PLOT_TASK, the ground truth, the prediction before the update
+  (step 0), after 1 and after the last (10) gradient steps, and the K support points (purple
+  triangles). The title gives the test step size. All panels show the same task at a given K,
+  because the plotting tasks depend only on the evaluation seed and K.
+  """
+  fig = Figure(figsize=(10, 7.5))
+  axes = fig.subplots(2, len(FIG2_SHOTS), sharex=True, squeeze=False)
+  for col, k in enumerate(FIG2_SHOTS):
+    tasks = {row: results[row, k].curves['task'][PLOT_TASK] for row in (MAML_ROW, PRETRAINED_ROW)}
+    if not np.allclose(tasks[MAML_ROW], tasks[PRETRAINED_ROW]):
+      raise ConfigError(f'the K={k} plotting tasks of {MAML_ROW} and {PRETRAINED_ROW} differ '
+                        f'({tasks[MAML_ROW]} vs {tasks[PRETRAINED_ROW]}): evaluate both with the same '
+                        'eval_seed')
+    for row_index, row in enumerate((MAML_ROW, PRETRAINED_ROW)):
+      r, ax = results[row, k], axes[row_index, col]
+      c = r.curves
+      last = c['pred'].shape[0] - 1
+      ax.plot(c['x'], c['y'][PLOT_TASK], color='red', lw=2, label='ground truth')
+      ax.plot(c['x'], c['pred'][0, PLOT_TASK], ':', color='limegreen', lw=2, label='pre-update')
+      ax.plot(c['x'], c['pred'][1, PLOT_TASK], '--', color='tab:green', lw=1.5, label='1 grad step')
+      ax.plot(c['x'], c['pred'][last, PLOT_TASK], '--', color='darkgreen', lw=2,
+              label=f'{last} grad steps')
+      ax.plot(c['support_x'][PLOT_TASK], c['support_y'][PLOT_TASK], '^', color=SUPPORT_COLOR,
+              markersize=9, linestyle='none', label='used for grad')
+      amp, phase = c['task'][PLOT_TASK]
+      ax.set_title(f'{LABELS[row]}, K={k}, step size {r.update_lr:g}\n'
+                   f'task A={amp:.2f}, phase={phase:.2f}', fontsize=10)
+      ax.grid(alpha=0.3)
+  axes[0, 0].legend(loc='best', fontsize=8)
+  fig.suptitle('Sinusoid regression: few-shot adaptation of MAML and the pretrained model (paper Fig. 2)')
+  return _save(fig, path)
+
+
+def _plot_mse_curves(ax, results: Results, shots: int) -> None:
+  """Query MSE vs gradient steps of every model at K = `shots`, with 95% CI bands."""
+  for row in experiments.SINUSOID_FIGURE_ROWS:
+    r = results[row, shots]
+    step_size = f'step size {r.update_lr:g}' if r.update_lr else 'not fine-tuned'
+    ax.plot(r.steps, r.mean, 'o-', color=COLORS[row], markersize=4, label=f'{LABELS[row]}, {step_size}')
+    ax.fill_between(r.steps, r.mean - r.ci95, r.mean + r.ci95, color=COLORS[row], alpha=0.2)
+  ax.set_title(f'K={shots} ({results[MAML_ROW, shots].summary["num_tasks"]} test tasks)')
+  ax.set_xlabel('number of gradient steps')
+  ax.set_ylabel('mean squared error')
+  ax.set_ylim(bottom=-0.03 * ax.get_ylim()[1])  # lifts the oracle's near-zero curve off the axis line
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+
+
+def plot_learning_curve(results: Results, path: str) -> str:
+  """Paper Fig. 3: query MSE after 0..10 gradient steps at K = 10, MAML vs pretrained vs oracle."""
+  fig = Figure(figsize=(6, 4.5))
+  ax = fig.subplots()
+  _plot_mse_curves(ax, results, FIG3_SHOTS)
+  fig.suptitle('Sinusoid: MSE vs gradient steps at meta-test (paper Fig. 3)')
+  return _save(fig, path)
+
+
+def plot_learning_curves(results: Results, path: str) -> str:
+  """Paper Fig. 6 (App. B): the Fig. 3 curves for K = 5, 10 and 20 side by side."""
+  fig = Figure(figsize=(5 * len(SINUSOID_SHOTS), 4.5))
+  axes = fig.subplots(1, len(SINUSOID_SHOTS), squeeze=False)[0]
+  for ax, k in zip(axes, SINUSOID_SHOTS):
+    _plot_mse_curves(ax, results, k)
+  fig.suptitle('Sinusoid: MSE vs gradient steps for K = 5, 10, 20 (paper Fig. 6)')
+  return _save(fig, path)
+
+
+# --- tables -------------------------------------------------------------------------------------
+
+def _published_text(p: Mapping | None) -> str:
+  if p is None:
+    return '—'
+  return f'{p["value"]:g}' + (f' ± {p["ci95"]:g}' if p.get('ci95') is not None else '')
+
+
+def table2_markdown(results: Results) -> str:
+  """Paper App. C Table 2: MAML and pretrained MSE at K = 5 after the published numbers of steps.
+
+  Columns are the steps that have published values; each holds the reproduced mean ± 95% CI and,
+  next to it, the published value. Below come the target checks (`target_lines`).
+  """
+  rows = TABLE2_ROWS
+  steps = sorted({p['step'] for row in rows for p in results[row, TABLE2_SHOTS].summary['published']
+                  if p['shots'] == TABLE2_SHOTS})
+  if not steps:
+    raise ConfigError(f'the K={TABLE2_SHOTS} results of {", ".join(rows)} hold no published values; '
+                      're-evaluate them with the current experiments.py')
+  maml = results[MAML_ROW, TABLE2_SHOTS]
+  header = ['model'] + [f'{s} step{"s" * (s != 1)}: {name}' for s in steps
+                        for name in ('reproduced', 'published')]
+  lines = [
+      f'# Sinusoid regression, K={TABLE2_SHOTS}: query MSE (paper App. C Table 2)',
+      '',
+      f'Reproduced: mean ± 95% CI over {maml.summary["num_tasks"]} test tasks. '
+      + '; '.join(f'{LABELS[row]}: checkpoint iteration {results[row, TABLE2_SHOTS].summary["iteration"]}, '
+                  f'test step size {results[row, TABLE2_SHOTS].update_lr:g}' for row in rows) + '.',
+      '',
+      '| ' + ' | '.join(header) + ' |',
+      '|' + '---|' * len(header),
+  ]
+  for row in rows:
+    r = results[row, TABLE2_SHOTS]
+    cells = [LABELS[row]]
+    for s in steps:
+      cells += [f'{r.mean[s]:.3f} ± {r.ci95[s]:.3f}', _published_text(r.published(s))]
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  lines += ['', '## Targets', ''] + target_lines(results) + ['']
+  warnings = divergence_lines(results)
+  if warnings:
+    lines += ['## Warnings', ''] + warnings + ['']
+  return '\n'.join(lines)
+
+
+def target_lines(results: Results) -> list[str]:
+  """The reproduction targets, each a markdown bullet starting with PASS or FAIL.
+
+  (a) MAML's K=5 MSE after TARGET_STEP steps is within TARGET_TOLERANCE (relative) of the published
+      value. (b) MAML's MSE is below pretrained's after every gradient step 1..10, at K=5 (the target)
+      and, for information, at the other K. Step 0 (no adaptation yet) is shown but not judged: both
+      models then predict about the mean over tasks, and their MSEs tie within the CI.
+  """
+  maml = results[MAML_ROW, TABLE2_SHOTS]
+  published = maml.published(TARGET_STEP)
+  if published is None:
+    raise ConfigError(f'{MAML_ROW} K={TABLE2_SHOTS} results hold no published value for step '
+                      f'{TARGET_STEP}; re-evaluate it with the current experiments.py')
+  value, reproduced = published['value'], maml.mean[TARGET_STEP]
+  relative = abs(reproduced - value) / value
+  lines = [f'- {_verdict(relative <= TARGET_TOLERANCE)} (a) MAML K={TABLE2_SHOTS} MSE after '
+           f'{TARGET_STEP} steps {reproduced:.3f} vs published {value:g}: off by {relative:.1%} '
+           f'(tolerance {TARGET_TOLERANCE:.0%})']
+  for k in SINUSOID_SHOTS:
+    m, p = results[MAML_ROW, k], results[PRETRAINED_ROW, k]
+    if not np.array_equal(m.steps, p.steps):
+      raise ConfigError(f'K={k}: {MAML_ROW} and {PRETRAINED_ROW} were evaluated for different steps '
+                        f'({m.steps.tolist()} vs {p.steps.tolist()}); re-evaluate them alike')
+    worse = [f'{s} ({a:.3f} vs {b:.3f})' for s, a, b in zip(m.steps, m.mean, p.mean)
+             if s > 0 and not a < b]
+    detail = (f'MAML below pretrained after every step 1..{m.steps[-1]}' if not worse else
+              f'MAML not below pretrained at step(s) {", ".join(worse)}')
+    detail += f' (step 0, before adaptation: {m.mean[0]:.3f} vs {p.mean[0]:.3f})'
+
+    tag = '(b)' if k == TABLE2_SHOTS else '(b, for information)'
+    lines.append(f'- {_verdict(not worse)} {tag} K={k}: {detail}')
+  return lines
+
+
+def divergence_lines(results: Results) -> list[str]:
+  """A warning for every run whose fine-tuning diverged (NaN/Inf MSE) on some test tasks."""
+  lines = []
+  for (row, k), r in results.items():
+    counts = r.summary.get('num_nonfinite')  # absent from results written before it was recorded
+    if counts and max(counts):
+      first = next(s for s, n in zip(r.steps, counts) if n)
+      lines.append(f'- WARNING {LABELS[row]} K={k}: fine-tuning diverged on {max(counts)} of '
+                   f'{r.summary["num_tasks"]} test tasks from step {first} on, so the mean is not '
+                   f'finite there (median after {r.steps[-1]} steps: {r.summary["median"][-1]:.3f})')
+  return lines
+
+
+def _verdict(ok: bool) -> str:
+  return 'PASS' if ok else 'FAIL'
+
+
+def curves_text(results: Results) -> str:
+  """The MSE after 0..10 steps of every model and K as plain-text tables (for the terminal)."""
+  width = max(len(label) for label in LABELS.values()) + 2
+  blocks = []
+  for k in SINUSOID_SHOTS:
+    first = results[MAML_ROW, k]
+    lines = [f'K={k}: query MSE after 0..{first.steps[-1]} gradient steps '
+             f'({first.summary["num_tasks"]} test tasks)',
+             'step'.ljust(width) + ''.join(f'{s:>7d}' for s in first.steps)]
+    for row in experiments.SINUSOID_ROWS:
+      lines.append(LABELS[row].ljust(width) + ''.join(f'{v:7.3f}' for v in results[row, k].mean))
+    blocks.append('\n'.join(lines))
+  return '\n\n'.join(blocks)
+
+
+# --- groups -------------------------------------------------------------------------------------
+
+def sinusoid_report(logdir: str) -> str:
+  """Fig. 2, 3, 6 and App. C Table 2 of the sinusoid experiments; returns the table's markdown."""
+  results = load_results(logdir, experiments.SINUSOID_ROWS, SINUSOID_SHOTS)
+  out_dir = os.path.join(logdir, FIGURES_DIR)
+  os.makedirs(out_dir, exist_ok=True)
+  written = [plot_fits(results, os.path.join(out_dir, 'fig2_sinusoid.png')),
+             plot_learning_curve(results, os.path.join(out_dir, 'fig3_sinusoid_k10.png')),
+             plot_learning_curves(results, os.path.join(out_dir, 'fig6_sinusoid.png'))]
+  table = table2_markdown(results)
+  table_path = os.path.join(out_dir, 'table2_sinusoid.md')
+  with open(table_path, 'w') as f:
+    f.write(table)
+  written.append(table_path)
+  print(curves_text(results), end='\n\n')
+  print(table)
+  print('wrote ' + ', '.join(written))
+  return table
+
+
+GROUPS: dict[str, Callable[[str], str]] = {'sinusoid': sinusoid_report}
+
+
+def write_report(group: str, logdir: str) -> str:
+  """Writes the figures and table of `group` under <logdir>/figures and prints them.
+
+  Returns the markdown table. Raises ConfigError for an unknown group or a missing results file.
+  """
+  if group not in GROUPS:
+    raise ConfigError(f'unknown report group {group!r}; choose one of: {", ".join(GROUPS)}')
+  return GROUPS[group](logdir)

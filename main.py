@@ -14,6 +14,7 @@ no repeated training flags. In test mode --update_batch_size and --update_lr are
 alpha; --train_update_batch_size/--train_update_lr name the training values, as in the original.
 """
 
+import logging as std_logging
 import os
 import sys
 
@@ -115,6 +116,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   logging.set_verbosity(logging.INFO)
+  std_logging.getLogger('tensorflow').setLevel(std_logging.WARNING)  # per-checkpoint INFO chatter
   # Imported here so --help stays fast and flag errors come before TensorFlow starts.
   import trainer
   try:
@@ -136,6 +138,8 @@ def main(argv):
       shots = (FLAGS.update_batch_size,) if FLAGS.update_batch_size is not None else None
       if shots and shots[0] < 1:
         raise ConfigError(f'--update_batch_size={shots[0]} must be at least 1')
+      if FLAGS.update_lr is not None and not FLAGS.update_lr >= 0:
+        raise ConfigError(f'--update_lr={FLAGS.update_lr} must not be negative')
       trainer.evaluate(cfg, run_dir, split='test' if FLAGS.test_set else 'val',
                        test_iter=FLAGS.test_iter, shots=shots, update_lr=FLAGS.update_lr)
   except (ConfigError, trainer.RunError) as e:

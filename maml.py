@@ -188,4 +188,5 @@ class MAML:
           fast = self.adapt(fast, support_x, support_y, steps=1, lr=lr, first_order=True)[0]
       return {k: tf.stack(v) for k, v in result.items() if v}
 
-    return tf.function(step, jit_compile=jit_compile)
+    # Every K (and the plotting grid) has its own shapes; reduce_retracing keeps one general trace.
+    return tf.function(step, jit_compile=jit_compile, reduce_retracing=True)

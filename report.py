@@ -317,7 +317,45 @@ def sinusoid_report(logdir: str) -> str:
   return table
 
 
-GROUPS: dict[str, Callable[[str], str]] = {'sinusoid': sinusoid_report}
+def experiments_table() -> str:
+  """The experiments table as markdown, one line per row (the README embeds it; a test keeps them equal)."""
+  header = ('row', 'N', 'K train (test)', 'alpha', 'steps train/test', 'meta-batch', 'beta',
+            'iterations', 'first order', 'published')
+  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  for cfg in experiments.EXPERIMENTS.values():
+    iterations = (f'{cfg.pretrain_iterations:,} pretrain' if cfg.pretrain_iterations else '')
+    iterations += (' + ' if cfg.pretrain_iterations and cfg.metatrain_iterations else '')
+    iterations += f'{cfg.metatrain_iterations:,} meta' if cfg.metatrain_iterations else ''
+    alpha = f'{cfg.update_lr:g}'
+    if cfg.test_update_lr_grid:
+      alpha = 'tuned at test from ' + ', '.join(f'{a:g}' for a in cfg.test_update_lr_grid)
+    elif cfg.test_update_lr is not None:
+      alpha = f'{cfg.test_update_lr:g} at test'
+    if not cfg.metatrain_iterations:
+      steps = f'— / {cfg.test_num_updates}'
+    else:
+      steps = f'{cfg.num_updates} / {cfg.test_num_updates}'
+    published = '; '.join(
+        f'K={k}: ' + ' / '.join(f'{p.value:g}' for p in cfg.published if p.shots == k) + ' after '
+        + '/'.join(str(p.step) for p in cfg.published if p.shots == k) + ' steps'
+        for k in sorted({p.shots for p in cfg.published})) or '—'
+    shots = ', '.join(map(str, cfg.eval_shots))
+    lines.append(f'| `{cfg.name}` | {cfg.num_classes} | {cfg.update_batch_size} ({shots}) | {alpha} | '
+                 f'{steps} | {cfg.meta_batch_size} | {cfg.meta_lr:g} | {iterations} | '
+                 f'{"yes" if cfg.stop_grad else "no"} | {published} |')
+  return '\n'.join(lines) + '\n'
+
+
+def experiments_report(logdir: str) -> str:
+  """Prints the experiments table (logdir unused: it reads experiments.py only)."""
+  del logdir
+  table = experiments_table()
+  print(table, end='')
+  return table
+
+
+GROUPS: dict[str, Callable[[str], str]] = {'sinusoid': sinusoid_report,
+                                           'experiments': experiments_report}
 
 
 def write_report(group: str, logdir: str) -> str:

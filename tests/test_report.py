@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import pathlib
 import re
 
 import numpy as np
@@ -144,5 +145,15 @@ def test_missing_results_name_the_run_and_the_command(tmp_path):
 
 
 def test_unknown_group_lists_the_known_ones(tmp_path):
-  with pytest.raises(ConfigError, match=r"unknown report group 'omniglot'; choose one of: sinusoid"):
+  with pytest.raises(ConfigError, match=r"unknown report group 'omniglot'; choose one of: sinusoid, "):
     report.write_report('omniglot', str(tmp_path))
+
+
+def test_readme_embeds_the_generated_experiments_table():
+  readme = (pathlib.Path(__file__).resolve().parents[1] / 'README.md').read_text()
+  start, end = '<!-- experiments-table:start -->\n', '<!-- experiments-table:end -->'
+  embedded = readme.split(start, 1)[1].split(end, 1)[0]
+  assert embedded == report.experiments_table(), (
+      'README.md is out of date: paste the output of python main.py --report=experiments')
+  for name in experiments.EXPERIMENTS:
+    assert f'`{name}`' in embedded

@@ -9,10 +9,13 @@ stay differentiable, and the meta-gradient grad_theta sum_i L_Ti(f_theta'_i) tak
 `tf.GradientTape` is the true second-order one. First-order MAML (`first_order=True`, the original's
 --stop_grad) applies `tf.stop_gradient` to the inner gradients and nothing else.
 
-The T tasks of a meta-batch run side by side: theta is tiled to [T, ...] and the forward pass is
-vectorized over the task axis (`tf.vectorized_map`), so each task sees only its own parameters and,
-with batch norm, its own batch statistics. Because task t's loss depends only on slice t, the gradient
-of the summed support losses with respect to the tiled parameters is exactly the per-task gradient.
+The T tasks of a meta-batch run side by side: theta is tiled to [T, ...] and the forward pass maps
+over the task axis, so each task sees only its own parameters and, with batch norm, its own batch
+statistics. Because task t's loss depends only on slice t, the gradient of the summed support losses
+with respect to the tiled parameters is exactly the per-task gradient. How the forward maps over tasks
+(`task_parallelism`) changes speed, never results: 'vectorized_map' (batched kernels; fastest for
+dense nets, but TF cannot vectorize a convolution whose filter differs per task), 'map_fn' (a
+tf.while_loop over tasks) or 'loop' (unrolled in the graph).
 """
 
 from __future__ import annotations
@@ -39,11 +42,14 @@ class MAML:
     adapt_mask: one bool per trainable variable; False keeps it fixed in the inner loop (it is still
       meta-learned). None adapts everything.
     meta_grad_clip: clip each meta-gradient entry to [-c, c]; None for no clipping.
+    task_parallelism: 'vectorized_map', 'map_fn' or 'loop' (see the module docstring).
   """
+  TASK_PARALLELISM = ('vectorized_map', 'map_fn', 'loop')
 
   def __init__(self, model: keras.Model, loss_fn: TaskFn, metric_fn: TaskFn, *, update_lr: float,
                num_updates: int, first_order: bool = False,
-               adapt_mask: Sequence[bool] | None = None, meta_grad_clip: float | None = None):
+               adapt_mask: Sequence[bool] | None = None, meta_grad_clip: float | None = None,
+               task_parallelism: str = 'vectorized_map'):
     self.model = model
     self.loss_fn = loss_fn
     self.metric_fn = metric_fn
@@ -55,6 +61,9 @@ class MAML:
     if len(self.adapt_mask) != n:
       raise ValueError(f'adapt_mask has {len(self.adapt_mask)} entries for {n} trainable variables')
     self.meta_grad_clip = meta_grad_clip
+    if task_parallelism not in self.TASK_PARALLELISM:
+      raise ValueError(f'task_parallelism={task_parallelism!r} is not one of {self.TASK_PARALLELISM}')
+    self.task_parallelism = task_parallelism
 
   # --- functional pieces -------------------------------------------------------------------------
 
@@ -80,7 +89,12 @@ class MAML:
       params, inputs = args
       return self.model.stateless_call(list(params), state, inputs, training=True)[0]
 
-    return tf.vectorized_map(one_task, (list(task_params), x), fallback_to_while_loop=False)
+    if self.task_parallelism == 'vectorized_map':
+      return tf.vectorized_map(one_task, (list(task_params), x), fallback_to_while_loop=False)
+    if self.task_parallelism == 'map_fn':
+      spec = tf.TensorSpec(None, self.model.outputs[0].dtype)
+      return tf.map_fn(one_task, (list(task_params), x), fn_output_signature=spec)
+    return tf.stack([one_task(([p[t] for p in task_params], x[t])) for t in range(x.shape[0])])
 
   def adapt(self, task_params: Sequence[tf.Tensor], support_x: tf.Tensor, support_y: tf.Tensor, *,
             steps: int, lr, first_order: bool):
@@ -188,5 +202,7 @@ class MAML:
           fast = self.adapt(fast, support_x, support_y, steps=1, lr=lr, first_order=True)[0]
       return {k: tf.stack(v) for k, v in result.items() if v}
 
-    # Every K (and the plotting grid) has its own shapes; reduce_retracing keeps one general trace.
-    return tf.function(step, jit_compile=jit_compile, reduce_retracing=True)
+    # Every K (and the plotting grid) has its own shapes; reduce_retracing keeps one general trace
+    # (not for 'loop', which unrolls over a known number of tasks).
+    return tf.function(step, jit_compile=jit_compile,
+                       reduce_retracing=self.task_parallelism != 'loop')

@@ -37,9 +37,11 @@ def episode(num_tasks=3, k=4, q=5, d=2, seed=0):
                [(num_tasks, k, d), (num_tasks, k, 1), (num_tasks, q, d), (num_tasks, q, 1)])
 
 
-def learner(model, first_order=False, num_updates=1, lr=0.1, mask=None, clip=None):
+def learner(model, first_order=False, num_updates=1, lr=0.1, mask=None, clip=None,
+            task_parallelism='vectorized_map'):
   return MAML(model, utils.mse, utils.mse, update_lr=lr, num_updates=num_updates,
-              first_order=first_order, adapt_mask=mask, meta_grad_clip=clip)
+              first_order=first_order, adapt_mask=mask, meta_grad_clip=clip,
+              task_parallelism=task_parallelism)
 
 
 def unflatten(l, flat_theta):
@@ -121,14 +123,17 @@ def reference_meta_gradient(model, ep, lr, steps, first_order, mask):
 
 
 @pytest.mark.parametrize('first_order', [False, True])
-def test_vectorized_tasks_equal_a_loop_over_tasks(first_order):
-  """Tiling theta over tasks + vectorized_map gives the per-task loop's meta-gradient, with batch norm
-  (each task normalized with its own statistics) and the norm parameters masked out."""
+@pytest.mark.parametrize('task_parallelism', MAML.TASK_PARALLELISM)
+def test_tiled_tasks_equal_an_independent_loop_over_tasks(first_order, task_parallelism):
+  """Tiling theta over tasks (every way of mapping the forward pass over them) gives the per-task
+  loop's meta-gradient, with batch norm (each task normalized with its own statistics) and the norm
+  parameters masked out."""
   model = small_net('batch_norm')
   mask = models.inner_loop_mask(model)
   assert mask.count(False) == 1  # the BN beta
   ep = episode(num_tasks=4)
-  got = learner(model, first_order=first_order, num_updates=2, lr=0.2, mask=mask).meta_gradient(ep)[0]
+  got = learner(model, first_order=first_order, num_updates=2, lr=0.2, mask=mask,
+                task_parallelism=task_parallelism).meta_gradient(ep)[0]
   want = reference_meta_gradient(model, ep, 0.2, 2, first_order, mask)
   for g, w in zip(got, want):
     np.testing.assert_allclose(g.numpy(), w, rtol=1e-10, atol=1e-12)

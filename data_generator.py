@@ -2,7 +2,8 @@
 
 The original code calls these inputa/labela (support, used by the inner loop) and inputb/labelb
 (query, used by the meta-objective). Every sampler takes an explicit seed and never touches the global
-RNG, and exposes `get_state`/`set_state` so a checkpoint can resume the data stream exactly.
+RNG, and exposes `trackable()`, an object a tf.train.Checkpoint saves, so a resumed run draws exactly
+the episodes an uninterrupted one would have.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 from typing import NamedTuple
 
 import numpy as np
+import tensorflow as tf
 
 
 class Episode(NamedTuple):
@@ -74,6 +76,24 @@ class SinusoidTasks:
 
   def set_state(self, state: str) -> None:
     self._rng.bit_generator.state = json.loads(state)
+
+  def trackable(self) -> tf.train.experimental.PythonState:
+    """What a tf.train.Checkpoint saves so a resumed run draws the same episodes."""
+    return _NumpyRngState(self)
+
+
+class _NumpyRngState(tf.train.experimental.PythonState):
+  """A sampler's numpy RNG state inside a tf.train.Checkpoint."""
+
+  def __init__(self, sampler):
+    self._sampler = sampler
+
+  def serialize(self) -> str:
+    return self._sampler.get_state()
+
+  def deserialize(self, string_value) -> None:
+    value = string_value.decode() if isinstance(string_value, bytes) else string_value
+    self._sampler.set_state(value)
 
 
 SPLIT_IDS = {'train': 0, 'val': 1, 'test': 2, 'plot': 3}

@@ -127,7 +127,7 @@ def train(cfg: Config, run_dir: str, *, resume: bool = True, log_summaries: bool
   setup = build(cfg)
   sampler = data_generator.make_sampler(cfg, 'train')
   ckpt = tf.train.Checkpoint(model=setup.model, optimizer=setup.optimizer,
-                             iteration=setup.iteration, data=utils.DataState(sampler))
+                             iteration=setup.iteration, data=sampler.trackable())
   manager = tf.train.CheckpointManager(ckpt, run_dir, max_to_keep=MAX_CHECKPOINTS,
                                        checkpoint_name=CKPT_PREFIX)
   if manager.latest_checkpoint:

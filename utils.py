@@ -74,19 +74,5 @@ def format_duration(seconds: float) -> str:
   return str(datetime.timedelta(seconds=int(round(seconds))))
 
 
-class DataState(tf.train.experimental.PythonState):
-  """Puts a sampler's RNG state into a tf.train.Checkpoint, so resuming replays the same episodes."""
-
-  def __init__(self, sampler):
-    self._sampler = sampler
-
-  def serialize(self) -> str:
-    return self._sampler.get_state()
-
-  def deserialize(self, string_value) -> None:
-    value = string_value.decode() if isinstance(string_value, bytes) else string_value
-    self._sampler.set_state(value)
-
-
 def format_steps(values: Sequence[float], fmt: str = '{:.3f}') -> str:
   return ' '.join(fmt.format(v) for v in values)

@@ -15,7 +15,9 @@ import dataclasses
 import math
 from typing import Mapping
 
-DATASOURCES = ('sinusoid',)
+DATASOURCES = ('sinusoid', 'omniglot', 'miniimagenet')
+TASK_PARALLELISM = ('vectorized_map', 'map_fn', 'loop')
+METRICS = ('mse', 'accuracy')
 NORMS = ('batch_norm', 'layer_norm', 'None')
 BASELINES = (None, 'oracle')
 PAPER = 'Finn, Abbeel, Levine 2017, arXiv 1703.03400v3'
@@ -49,6 +51,7 @@ class Config:
   num_updates: int = 1                # inner steps at meta-training.
   test_num_updates: int = 10          # inner steps at meta-test (metrics after every step 0..this).
   stop_grad: bool = False             # first-order MAML: stop_gradient on the inner gradients.
+  adapt_norm: bool = False            # also adapt normalization parameters in the inner loop.
   # Outer loop.
   meta_batch_size: int = 25           # tasks per meta-update.
   meta_lr: float = 1e-3               # beta: Adam step size.
@@ -71,9 +74,14 @@ class Config:
   test_update_lr_grid: tuple[float, ...] = ()  # if set, alpha at meta-test is tuned on validation tasks.
   num_tune_tasks: int = 100           # validation tasks used to tune the test step size.
   eval_seed: int = 1                  # seeds the test/validation tasks (original: np.random.seed(1)).
+  report_step: int = 10               # the step whose metric the paper reports (Omniglot 5-way: 3).
+  val_every: int = 0                  # meta-validation every this many iterations (0: never).
+  num_val_tasks: int = 100            # validation tasks per meta-validation.
   # Runtime (not part of the science; may change when a run is resumed).
   seed: int = 0
+  data_dir: str | None = None         # folder with the raw dataset files (zips, CSVs).
   jit_compile: bool = True            # XLA; pays for small MLPs on CPU.
+  task_parallelism: str = 'vectorized_map'  # how the forward maps over tasks (maml.py); speed only.
   summary_every: int = 100            # TensorBoard scalars (original: 100).
   print_every: int = 1000             # log lines with it/s and ETA (original: 1000 for sinusoid).
   checkpoint_every: int = 1000        # checkpoints (original: 1000).
@@ -84,10 +92,11 @@ class Config:
   metric: str = 'mse'                 # what `published` and the results report: 'mse' or 'accuracy'.
 
   # Fields a resumed run may change without starting a new experiment.
-  RUNTIME_FIELDS = ('metatrain_iterations', 'pretrain_iterations', 'summary_every', 'print_every', 'checkpoint_every',
-                    'jit_compile', 'eval_shots', 'num_test_tasks', 'test_query_size',
-                    'eval_chunk', 'test_update_lr',
-                    'test_update_lr_grid', 'num_tune_tasks', 'test_num_updates', 'eval_seed')
+  RUNTIME_FIELDS = ('metatrain_iterations', 'pretrain_iterations', 'summary_every', 'print_every',
+                    'checkpoint_every', 'jit_compile', 'task_parallelism', 'data_dir', 'eval_shots',
+                    'num_test_tasks', 'test_query_size', 'eval_chunk', 'test_update_lr',
+                    'test_update_lr_grid', 'num_tune_tasks', 'test_num_updates', 'eval_seed',
+                    'report_step', 'val_every', 'num_val_tasks')
 
   @property
   def train_query_size(self) -> int:
@@ -120,16 +129,26 @@ class Config:
       bad('norm', f'is not one of {NORMS}')
     if self.baseline not in BASELINES:
       bad('baseline', f'is not one of {BASELINES}')
+    if self.task_parallelism not in TASK_PARALLELISM:
+      bad('task_parallelism', f'is not one of {TASK_PARALLELISM}')
+    if self.metric not in METRICS:
+      bad('metric', f'is not one of {METRICS}')
+    if self.baseline == 'oracle' and self.datasource != 'sinusoid':
+      bad('baseline', 'exists for sinusoid only')
     for field in ('num_classes', 'update_batch_size', 'meta_batch_size', 'num_test_tasks', 'num_filters',
-                  'num_tune_tasks', 'eval_chunk', 'summary_every', 'print_every', 'checkpoint_every'):
+                  'num_tune_tasks', 'eval_chunk', 'summary_every', 'print_every', 'checkpoint_every',
+                  'num_val_tasks'):
       if getattr(self, field) < 1:
         bad(field, 'must be at least 1')
     for field in ('query_size', 'test_query_size'):
       if getattr(self, field) is not None and getattr(self, field) < 1:
         bad(field, 'must be at least 1')
-    for field in ('num_updates', 'test_num_updates', 'metatrain_iterations', 'pretrain_iterations'):
+    for field in ('num_updates', 'test_num_updates', 'metatrain_iterations', 'pretrain_iterations',
+                  'val_every'):
       if getattr(self, field) < 0:
         bad(field, 'must not be negative')
+    if not 0 <= self.report_step <= self.test_num_updates:
+      bad('report_step', f'must lie in 0..test_num_updates ({self.test_num_updates})')
     for field in ('update_lr', 'meta_lr'):
       value = getattr(self, field)
       if not (math.isfinite(value) and value > 0):
@@ -212,6 +231,88 @@ EXPERIMENTS: dict[str, Config] = {c.name: c for c in (
         published=()),
 )}
 
+# --- Few-shot classification (paper §5.2, Table 1, App. A.1) ------------------------------------------
+
+_TABLE1 = 'paper Table 1'
+_OMNI_SOURCE = (f'{PAPER} §5.2, App. A.1; cbfinn/maml main.py docstring (Omniglot commands, 60000 '
+                'iterations since commit a7f45f1)')
+_IMAGE_CHOICES = (
+    'loss: softmax cross-entropy summed over the set and divided by K, as the original xent (so '
+    'alpha means the original --update_lr; with a mean cross-entropy the same step is N * alpha)',
+    'batch norm with the statistics of each batch at train and test, beta only, kept out of the '
+    'inner loop (original tf.contrib batch_norm defaults); --adapt_norm=True adapts it too',
+    'the model tested is the checkpoint with the best validation accuracy at report_step (the '
+    'paper: early stopping on validation); --test_iter picks another',
+)
+_OMNIGLOT = Config(
+    name='omniglot_5way_1shot', datasource='omniglot', metric='accuracy', num_classes=5,
+    update_batch_size=1, update_lr=0.4, num_updates=1, test_num_updates=10, report_step=3,
+    meta_batch_size=32, metatrain_iterations=60_000, norm='batch_norm', num_filters=64,
+    hidden=(256, 128, 64, 64), eval_shots=(1, 5), num_test_tasks=600, eval_chunk=50,
+    val_every=500, print_every=100, jit_compile=False, task_parallelism='map_fn',
+    source=_OMNI_SOURCE,
+    choices=_IMAGE_CHOICES + (
+        'the 5-shot cell is the 1-shot model tested at K=5, as the original (cbfinn/maml issue #3); '
+        'rows *_5shot train at K=5 as well',
+        'accuracy reported after 3 steps for 5-way and 5 for 20-way (App. A.1); all of 0..10 are '
+        'in the results',
+        'character split 1100 train / 100 validation / 423 test, seeded as the original (the '
+        'paper\'s "1200 for training" counts the validation characters)'),
+    published=(Published(1, 3, 98.7, 0.4, _TABLE1), Published(5, 3, 99.9, 0.1, _TABLE1)),
+).validate()
+
+_MINI = _OMNIGLOT.replace(
+    name='miniimagenet_5way_1shot', datasource='miniimagenet', update_lr=0.01, num_updates=5,
+    report_step=10, meta_batch_size=4, query_size=15, num_filters=32, max_pool=True,
+    meta_grad_clip=10.0, eval_shots=(1,), eval_chunk=20,
+    source=f'{PAPER} §5.2, App. A.1; cbfinn/maml main.py docstring (MiniImagenet command) and its '
+           'shipped checkpoint (cls_5.mbs_4.ubs_1.numstep5.updatelr0.01hidden32maxpoolbatchnorm)',
+    choices=_IMAGE_CHOICES + (
+        '15 query images per class at training, K at test (the original: update_batch_size*2 '
+        'images per class at test, so 1 query per class for 1-shot); --test_query_size changes it',
+        'meta-gradient clipped to [-10, 10] at the original\'s loss scale',
+        'Ravi & Larochelle split CSVs: 64/16/20 classes (the paper text says 64/12/24)'),
+    published=(Published(1, 10, 48.70, 1.84, _TABLE1),))
+
+EXPERIMENTS.update({c.name: c for c in (
+    _OMNIGLOT,
+    _OMNIGLOT.replace(name='omniglot_5way_5shot', update_batch_size=5, eval_shots=(5,),
+                      published=(Published(5, 3, 99.9, 0.1, _TABLE1),)),
+    _OMNIGLOT.replace(
+        name='omniglot_20way_1shot', num_classes=20, update_lr=0.1, num_updates=5, report_step=5,
+        meta_batch_size=16, eval_chunk=20,
+        published=(Published(1, 5, 95.8, 0.3, _TABLE1), Published(5, 5, 98.9, 0.2, _TABLE1))),
+    _OMNIGLOT.replace(
+        name='omniglot_20way_5shot', num_classes=20, update_lr=0.1, num_updates=5, report_step=5,
+        meta_batch_size=16, update_batch_size=5, eval_shots=(5,), eval_chunk=10,
+        published=(Published(5, 5, 98.9, 0.2, _TABLE1),)),
+    _OMNIGLOT.replace(
+        name='omniglot_5way_1shot_noconv', conv=False, task_parallelism='vectorized_map',
+        source=_OMNI_SOURCE + '; "MAML, no conv": --conv=False, FC 256-128-64-64 (App. A.1)',
+        published=(Published(1, 3, 89.7, 1.1, _TABLE1), Published(5, 3, 97.5, 0.6, _TABLE1))),
+    _OMNIGLOT.replace(
+        name='omniglot_5way_5shot_noconv', conv=False, task_parallelism='vectorized_map',
+        update_batch_size=5, eval_shots=(5,),
+        source=_OMNI_SOURCE + '; "MAML, no conv": --conv=False, FC 256-128-64-64 (App. A.1)',
+        published=(Published(5, 3, 97.5, 0.6, _TABLE1),)),
+    _MINI,
+    _MINI.replace(
+        name='miniimagenet_5way_5shot', update_batch_size=5, meta_batch_size=2, eval_shots=(5,),
+        eval_chunk=10, choices=_MINI.choices + (
+            'meta-batch 2 as the paper (App. A.1); the original README command keeps 4: '
+            '--meta_batch_size=4',),
+        published=(Published(5, 10, 63.11, 0.92, _TABLE1),)),
+    _MINI.replace(name='miniimagenet_5way_1shot_first_order', stop_grad=True,
+                  published=(Published(1, 10, 48.07, 1.75, _TABLE1),)),
+    _MINI.replace(
+        name='miniimagenet_5way_5shot_first_order', stop_grad=True, update_batch_size=5,
+        meta_batch_size=2, eval_shots=(5,), eval_chunk=10,
+        published=(Published(5, 10, 63.15, 0.91, _TABLE1),)),
+)})
+
+OMNIGLOT_ROWS = tuple(n for n, c in EXPERIMENTS.items() if c.datasource == 'omniglot')
+MINIIMAGENET_ROWS = tuple(n for n, c in EXPERIMENTS.items() if c.datasource == 'miniimagenet')
+
 # Named groups the scripts and the report use: the figures show the first three; the table adds
 # MAML with the paper text's alpha.
 SINUSOID_FIGURE_ROWS = ('sinusoid_maml', 'sinusoid_pretrained', 'sinusoid_oracle')
@@ -224,7 +325,8 @@ DISCREPANCIES = {
 
 def default_experiment(datasource: str) -> str:
   """The row used when only --datasource is given (the original CLI had no --experiment)."""
-  defaults = {'sinusoid': 'sinusoid_maml'}
+  defaults = {'sinusoid': 'sinusoid_maml', 'omniglot': 'omniglot_5way_1shot',
+              'miniimagenet': 'miniimagenet_5way_1shot'}
   if datasource not in defaults:
     raise ConfigError(f'unknown datasource {datasource!r}; choose one of {sorted(defaults)}')
   return defaults[datasource]

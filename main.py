@@ -32,7 +32,8 @@ FLAGS = flags.FLAGS
 # What to run.
 flags.DEFINE_string('experiment', None, f'Row of the experiments table: {", ".join(experiments.EXPERIMENTS)}. '
                     'Default: the datasource\'s main row.')
-flags.DEFINE_enum('datasource', None, list(experiments.DATASOURCES), 'sinusoid (picks its default row).')
+flags.DEFINE_enum('datasource', None, list(experiments.DATASOURCES),
+                  'Picks the datasource\'s default row when --experiment is not given.')
 flags.DEFINE_bool('train', True, 'True: meta-train; False: meta-test a trained run.')
 flags.DEFINE_bool('benchmark', False, 'Measure it/s, compile time and peak memory; no training.')
 flags.DEFINE_string('report', None, 'Write the figures and published-vs-reproduced table of a group: sinusoid.')
@@ -54,6 +55,12 @@ flags.DEFINE_bool('max_pool', None, 'Max-pool instead of strided convs (image ro
 flags.DEFINE_bool('stop_grad', None, 'First-order MAML (stop_gradient on the inner gradients).')
 flags.DEFINE_integer('seed', None, 'Seed of theta_0 and the training tasks (CPU runs are repeatable).')
 flags.DEFINE_float('meta_grad_clip', None, 'Clip meta-gradients to [-c, c].')
+flags.DEFINE_bool('adapt_norm', None, 'Also adapt the normalization parameters in the inner loop.')
+flags.DEFINE_integer('query_size', None, 'Query examples per class at training (default K).')
+flags.DEFINE_string('data_dir', None, 'Folder with the raw dataset files (image rows).')
+flags.DEFINE_enum('task_parallelism', None, list(experiments.TASK_PARALLELISM),
+                  'How the forward pass maps over the tasks of a meta-batch (speed only).')
+flags.DEFINE_integer('val_every', None, 'Iterations between meta-validations (0: never).')
 # Logging and checkpoints.
 flags.DEFINE_bool('log', True, 'Write TensorBoard summaries.')
 flags.DEFINE_string('logdir', 'logs', 'Directory that holds the run directories.')
@@ -62,20 +69,23 @@ flags.DEFINE_integer('checkpoint_every', None, 'Iterations between checkpoints.'
 flags.DEFINE_integer('print_every', None, 'Iterations between progress lines.')
 flags.DEFINE_bool('jit_compile', None, 'Compile the steps with XLA.')
 # Test mode.
-flags.DEFINE_integer('test_iter', -1, 'Checkpoint iteration to evaluate (-1: the latest).')
+flags.DEFINE_integer('test_iter', -1, 'Checkpoint iteration to evaluate (-1: the best validated, '
+                     'else the latest; -2: the latest).')
 flags.DEFINE_bool('test_set', False, 'Evaluate on the test tasks (False: validation tasks).')
 flags.DEFINE_integer('train_update_batch_size', None, 'Test mode: the K the run was trained with.')
 flags.DEFINE_float('train_update_lr', None, 'Test mode: the alpha the run was trained with.')
 flags.DEFINE_integer('test_num_updates', None, 'Inner steps at meta-test.')
 flags.DEFINE_integer('num_test_tasks', None, 'Tasks per evaluation (paper protocol: 600).')
+flags.DEFINE_integer('test_query_size', None, 'Query examples per class at meta-test (default K).')
 flags.DEFINE_integer('benchmark_iterations', 200, 'Benchmark: timed iterations after warm-up.')
 
 # Flags that change what is trained, in run-name order.
 TRAIN_FIELDS = ('num_classes', 'baseline', 'pretrain_iterations', 'meta_batch_size', 'meta_lr',
                 'update_batch_size', 'update_lr', 'num_updates', 'norm', 'num_filters', 'conv',
-                'max_pool', 'stop_grad', 'seed', 'meta_grad_clip', 'metatrain_iterations')
+                'max_pool', 'stop_grad', 'seed', 'meta_grad_clip', 'adapt_norm', 'query_size',
+                'metatrain_iterations')
 RUNTIME_FLAGS = ('checkpoint_every', 'print_every', 'jit_compile', 'test_num_updates',
-                 'num_test_tasks')
+                 'num_test_tasks', 'test_query_size', 'data_dir', 'task_parallelism', 'val_every')
 
 
 def _training_overrides(test_mode: bool) -> dict:

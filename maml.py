@@ -25,8 +25,16 @@ from typing import Callable, Sequence
 import keras
 import tensorflow as tf
 
-# (targets [T, M, ...], outputs [T, M, ...]) -> per-task values [T].
+# (targets [T, M, d], outputs [T, M, d]) -> per-task values [T].
 TaskFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+# The same plus K, the support examples per output unit (the original divides its cross-entropy by K).
+LossFn = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]
+
+
+def support_shots(support_y: tf.Tensor) -> tf.Tensor:
+  """K = support examples per output unit: N*K / N for one-hot labels, K / 1 for regression."""
+  shape = tf.shape(support_y)
+  return tf.cast(shape[1] // shape[-1], support_y.dtype)
 
 
 class MAML:
@@ -34,7 +42,8 @@ class MAML:
 
   Args:
     model: a built Keras model; its trainable variables are theta.
-    loss_fn: per-task loss, (y [T, M, ...], out [T, M, ...]) -> [T].
+    loss_fn: per-task loss, (y [T, M, d], out [T, M, d], K) -> [T]; K is the support set's shots,
+      also when the loss is taken on the query set (as the original's xent / update_batch_size).
     metric_fn: per-task metric reported at meta-test (MSE, accuracy), same signature.
     update_lr: alpha, the inner SGD step size.
     num_updates: inner steps at meta-training.
@@ -46,7 +55,7 @@ class MAML:
   """
   TASK_PARALLELISM = ('vectorized_map', 'map_fn', 'loop')
 
-  def __init__(self, model: keras.Model, loss_fn: TaskFn, metric_fn: TaskFn, *, update_lr: float,
+  def __init__(self, model: keras.Model, loss_fn: LossFn, metric_fn: TaskFn, *, update_lr: float,
                num_updates: int, first_order: bool = False,
                adapt_mask: Sequence[bool] | None = None, meta_grad_clip: float | None = None,
                task_parallelism: str = 'vectorized_map'):
@@ -111,10 +120,11 @@ class MAML:
     """
     fast = list(task_params)
     support_loss_0 = None
+    shots = support_shots(support_y)
     for step in range(steps):
       with tf.GradientTape() as tape:
         tape.watch(fast)
-        support_loss = self.loss_fn(support_y, self.forward(fast, support_x))
+        support_loss = self.loss_fn(support_y, self.forward(fast, support_x), shots)
         total = tf.reduce_sum(support_loss)  # tasks are independent: grad of the sum = per-task grads
       grads = tape.gradient(total, fast)
       if step == 0:
@@ -135,7 +145,7 @@ class MAML:
     tiled = self.tile(params, tf.shape(support_x)[0])
     fast, pre_loss = self.adapt(tiled, support_x, support_y, steps=self.num_updates,
                                       lr=self.update_lr, first_order=self.first_order)
-    post_loss = self.loss_fn(query_y, self.forward(fast, query_x))
+    post_loss = self.loss_fn(query_y, self.forward(fast, query_x), support_shots(support_y))
     if pre_loss is None:  # num_updates == 0: theta itself is evaluated on the query set
       pre_loss = post_loss
     return tf.reduce_mean(post_loss), pre_loss, post_loss
@@ -147,7 +157,7 @@ class MAML:
     """
     support_x, support_y = episode[:2]
     tiled = self.tile(params, tf.shape(support_x)[0])
-    loss = self.loss_fn(support_y, self.forward(tiled, support_x))
+    loss = self.loss_fn(support_y, self.forward(tiled, support_x), support_shots(support_y))
     return tf.reduce_mean(loss), loss, loss
 
   def meta_gradient(self, episode, objective: str = 'maml'):
@@ -194,7 +204,7 @@ class MAML:
       result = {'loss': [], 'metric': [], 'outputs': []}
       for s in range(steps + 1):
         out = self.forward(fast, query_x)
-        result['loss'].append(self.loss_fn(query_y, out))
+        result['loss'].append(self.loss_fn(query_y, out, support_shots(support_y)))
         result['metric'].append(self.metric_fn(query_y, out))
         if return_outputs:
           result['outputs'].append(out)

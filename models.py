@@ -64,16 +64,17 @@ def norm_layer(norm: str, name: str | None = None, **kwargs):
   return None
 
 
-def fc_net(input_dim: int, hidden: tuple[int, ...], output_dim: int, norm_kind: str = 'None',
-           name: str = 'fc') -> keras.Model:
-  """FC net input_dim -> hidden... -> output_dim with ReLU (sinusoid: 1-40-40-1, 1,761 parameters).
+def fc_net(input_shape: tuple[int, ...], hidden: tuple[int, ...], output_dim: int,
+           norm_kind: str = 'None', name: str = 'fc') -> keras.Model:
+  """FC net input -> hidden... -> output_dim with ReLU (sinusoid: 1-40-40-1, 1,761 parameters).
 
-  Weights truncated_normal(std=0.01), biases 0, as the original's construct_fc_weights; each hidden
-  layer is Dense -> norm -> ReLU; the output is linear.
+  Images are flattened first (the "no conv" net: 784-256-128-64-64-N). Weights
+  truncated_normal(std=0.01), biases 0, as the original's construct_fc_weights; each hidden layer is
+  Dense -> norm -> ReLU; the output is linear.
   """
   init = keras.initializers.TruncatedNormal(stddev=0.01)
-  inputs = keras.Input((input_dim,))
-  h = inputs
+  inputs = keras.Input(input_shape)
+  h = keras.layers.Flatten()(inputs) if len(input_shape) > 1 else inputs
   for i, width in enumerate(hidden):
     h = keras.layers.Dense(width, kernel_initializer=init, name=f'dense{i}')(h)
     norm = norm_layer(norm_kind, f'norm{i}')
@@ -84,11 +85,49 @@ def fc_net(input_dim: int, hidden: tuple[int, ...], output_dim: int, norm_kind: 
   return keras.Model(inputs, outputs, name=name)
 
 
+def conv_net(image_shape: tuple[int, int, int], num_classes: int, num_filters: int = 64,
+             max_pool: bool = False, norm_kind: str = 'batch_norm', name: str = 'conv4') -> keras.Model:
+  """The original's conv4: 4 x [3x3 conv (F filters) -> norm -> ReLU (-> 2x2 max-pool)] -> linear head.
+
+  Without max_pool the convs have stride 2 (Omniglot 28 -> 14 -> 7 -> 4 -> 2) and the head averages
+  over H and W, then a [F, N] layer initialized with std 1 (the original's tf.random_normal w5).
+  With max_pool the convs have stride 1 and each block ends with a VALID 2x2 pool (MiniImagenet
+  84 -> 42 -> 21 -> 10 -> 5), then flatten and a Glorot-uniform [5*5*F, N] layer. Conv kernels are
+  Glorot uniform (xavier_initializer_conv2d), biases 0. Omniglot 5-way: 112,005 parameters;
+  MiniImagenet 5-way, F = 32: 32,773.
+  """
+  inputs = keras.Input(image_shape)
+  h = inputs
+  for i in range(4):
+    h = keras.layers.Conv2D(num_filters, 3, strides=1 if max_pool else 2, padding='same',
+                            name=f'conv{i}')(h)
+    norm = norm_layer(norm_kind, f'norm{i}')
+    if norm is not None:
+      h = norm(h)
+    h = keras.layers.ReLU()(h)
+    if max_pool:
+      h = keras.layers.MaxPool2D(2, 2, padding='valid')(h)
+  if max_pool:
+    h = keras.layers.Flatten()(h)
+    head_init = 'glorot_uniform'
+  else:
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    head_init = keras.initializers.RandomNormal(stddev=1.0)
+  outputs = keras.layers.Dense(num_classes, kernel_initializer=head_init, name='head')(h)
+  return keras.Model(inputs, outputs, name=name)
+
+
+IMAGE_SHAPES = {'omniglot': (28, 28, 1), 'miniimagenet': (84, 84, 3)}
+
+
 def build_model(cfg: Config) -> keras.Model:
   """The network of an experiment row."""
   if cfg.datasource == 'sinusoid':
-    return fc_net(cfg.input_dim, cfg.hidden, 1, cfg.norm, name='sinusoid_fc')
-  raise ValueError(f'no model for datasource {cfg.datasource!r}')
+    return fc_net((cfg.input_dim,), cfg.hidden, 1, cfg.norm, name='sinusoid_fc')
+  shape = IMAGE_SHAPES[cfg.datasource]
+  if cfg.conv:
+    return conv_net(shape, cfg.num_classes, cfg.num_filters, cfg.max_pool, cfg.norm)
+  return fc_net(shape, cfg.hidden, cfg.num_classes, cfg.norm, name='no_conv')
 
 
 def inner_loop_mask(model: keras.Model, adapt_norm: bool = False) -> tuple[bool, ...]:

@@ -317,6 +317,56 @@ def sinusoid_report(logdir: str) -> str:
   return table
 
 
+def table1_report(logdir: str, rows: Sequence[str], title: str) -> str:
+  """Paper Table 1 for `rows`: accuracy at each row's report_step, reproduced ± 95% CI vs published.
+
+  Rows or K values not evaluated yet show '—' (the image rows take hours each; any subset can be
+  reported). Also lists the checkpoint evaluated, its iteration and the best validation accuracy, and
+  draws the validation curves to <logdir>/figures/validation_<group>.png.
+  """
+  header = ('row', 'K', 'step', 'reproduced', 'published', 'iteration', 'best validation')
+  lines = [f'# {title}', '', 'Accuracy (%) over the test tasks, mean ± 95% CI.', '',
+           '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  curves = {}
+  for row in rows:
+    cfg = experiments.EXPERIMENTS[row]
+    val_path = os.path.join(logdir, row, 'validation.json')
+    best = '—'
+    if os.path.exists(val_path):
+      curve = utils.read_json(val_path)['curve']
+      curves[row] = sorted((int(k), v) for k, v in curve.items())
+      best = f'{max(curve.values()):.2f}'
+    for k in cfg.eval_shots:
+      path = os.path.join(logdir, row, 'results', f'{SPLIT}_K{k}.json')
+      published = next((p for p in cfg.published if p.shots == k and p.step == cfg.report_step),
+                        None)
+      pub = '—' if published is None else _published_text(dataclasses.asdict(published))
+      if os.path.exists(path):
+        r = utils.read_json(path)
+        step = cfg.report_step
+        cells = [f'{r["mean"][step]:.2f} ± {r["ci95"][step]:.2f} ({r["num_tasks"]} tasks)',
+                 pub, str(r['iteration'])]
+      else:
+        cells = ['—', pub, '—']
+      lines.append(f'| `{row}` | {k} | {cfg.report_step} | ' + ' | '.join(cells) + f' | {best} |')
+  table = '\n'.join(lines) + '\n'
+  if curves:
+    out_dir = os.path.join(logdir, FIGURES_DIR)
+    os.makedirs(out_dir, exist_ok=True)
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
+    for row, points in curves.items():
+      ax.plot(*zip(*points), label=row)
+    ax.set_xlabel('meta-training iteration')
+    ax.set_ylabel('validation accuracy (%)')
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.suptitle(f'{title}: validation accuracy during training')
+    _save(fig, os.path.join(out_dir, f'validation_{rows[0].split("_")[0]}.png'))
+  print(table, end='')
+  return table
+
+
 def experiments_table() -> str:
   """The experiments table as markdown, one line per row (the README embeds it; a test keeps them equal)."""
   header = ('row', 'N', 'K train (test)', 'alpha', 'steps train/test', 'meta-batch', 'beta',
@@ -354,8 +404,14 @@ def experiments_report(logdir: str) -> str:
   return table
 
 
-GROUPS: dict[str, Callable[[str], str]] = {'sinusoid': sinusoid_report,
-                                           'experiments': experiments_report}
+GROUPS: dict[str, Callable[[str], str]] = {
+    'sinusoid': sinusoid_report,
+    'omniglot': lambda logdir: table1_report(logdir, experiments.OMNIGLOT_ROWS,
+                                             'Omniglot (paper Table 1)'),
+    'miniimagenet': lambda logdir: table1_report(logdir, experiments.MINIIMAGENET_ROWS,
+                                                 'MiniImagenet (paper Table 1)'),
+    'experiments': experiments_report,
+}
 
 
 def write_report(group: str, logdir: str) -> str:

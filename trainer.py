@@ -24,6 +24,8 @@ import utils
 
 CONFIG_FILE = 'config.json'
 CKPT_PREFIX = 'ckpt'
+BEST_DIR = 'best'            # the checkpoint with the best validation metric (model selection)
+VAL_FILE = 'validation.json'  # the validation curve: iteration -> metric at report_step
 MAX_CHECKPOINTS = 10  # as the original Saver(max_to_keep=10)
 
 
@@ -47,8 +49,8 @@ def build(cfg: Config) -> Setup:
   model = models.build_model(cfg)
   loss_fn, metric_fn = utils.loss_and_metric(cfg)
   learner = MAML(model, loss_fn, metric_fn, update_lr=cfg.update_lr, num_updates=cfg.num_updates,
-                 first_order=cfg.stop_grad, adapt_mask=models.inner_loop_mask(model),
-                 meta_grad_clip=cfg.meta_grad_clip)
+                 first_order=cfg.stop_grad, adapt_mask=models.inner_loop_mask(model, cfg.adapt_norm),
+                 meta_grad_clip=cfg.meta_grad_clip, task_parallelism=cfg.task_parallelism)
   optimizer = keras.optimizers.Adam(cfg.meta_lr)
   optimizer.build(model.trainable_variables)
   return Setup(cfg, model, learner, optimizer, tf.Variable(0, dtype=tf.int64, trainable=False))
@@ -145,6 +147,7 @@ def train(cfg: Config, run_dir: str, *, resume: bool = True, log_summaries: bool
   if cfg.metatrain_iterations:
     steps['maml'] = setup.learner.make_train_step(setup.optimizer, 'maml', cfg.jit_compile)
   writer = tf.summary.create_file_writer(os.path.join(run_dir, 'train')) if log_summaries else None
+  validator = _Validator(setup, ckpt, run_dir, writer) if cfg.val_every else None
   meter = _Meter()
   saved = it
   t_start = t_print = time.perf_counter()
@@ -190,6 +193,9 @@ def train(cfg: Config, run_dir: str, *, resume: bool = True, log_summaries: bool
             with writer.as_default(step=it):
               tf.summary.scalar('perf/iterations_per_second', rate)
           t_print, it_print = now, it
+      if validator is not None and it % cfg.val_every == 0:
+        setup.iteration.assign(it)
+        validator.validate(it)
       if it % cfg.checkpoint_every == 0:
         save()
   except RunError:
@@ -208,25 +214,74 @@ def train(cfg: Config, run_dir: str, *, resume: bool = True, log_summaries: bool
   return it
 
 
+class _Validator:
+  """Meta-validation during training and model selection (the paper: early stopping on validation).
+
+  Every cfg.val_every iterations: the metric at cfg.report_step on a fixed set of cfg.num_val_tasks
+  validation tasks. The best model is checkpointed to <run>/best/ and the curve kept in
+  <run>/validation.json, which also lets a resumed run know the best so far.
+  """
+
+  def __init__(self, setup: Setup, ckpt: tf.train.Checkpoint, run_dir: str, writer):
+    cfg = self.cfg = setup.cfg
+    self.setup, self.writer = setup, writer
+    self.path = os.path.join(run_dir, VAL_FILE)
+    self.manager = tf.train.CheckpointManager(ckpt, os.path.join(run_dir, BEST_DIR), max_to_keep=1,
+                                              checkpoint_name=CKPT_PREFIX)
+    k = cfg.update_batch_size
+    sampler = data_generator.make_sampler(cfg, 'val', k)
+    q = (cfg.test_query_size or k) * cfg.num_classes
+    self.episode = data_generator.sample_tasks(sampler, cfg.num_val_tasks, k * cfg.num_classes, q)
+    self.eval_fn = setup.learner.make_eval_step(cfg.report_step, cfg.jit_compile)
+    self.curve = utils.read_json(self.path)['curve'] if os.path.exists(self.path) else {}
+
+  def better(self, a: float, b: float) -> bool:
+    return a > b if self.cfg.metric == 'accuracy' else a < b
+
+  def validate(self, iteration: int) -> float:
+    cfg = self.cfg
+    metric = _run_tasks(self.eval_fn, self.episode, cfg.update_lr, cfg.eval_chunk)['metric']
+    value = float(metric[cfg.report_step].mean())
+    best = max(self.curve.values(), default=None) if cfg.metric == 'accuracy' else min(
+        self.curve.values(), default=None)
+    self.curve[str(iteration)] = value
+    if best is None or self.better(value, best):
+      self.manager.save(checkpoint_number=iteration)
+      best = value
+    utils.write_json(self.path, {'metric': cfg.metric, 'step': cfg.report_step,
+                                 'num_tasks': cfg.num_val_tasks, 'curve': self.curve})
+    if self.writer is not None:
+      with self.writer.as_default(step=iteration):
+        tf.summary.scalar(f'val/{cfg.metric}_step{cfg.report_step}', value)
+    logging.info('validation at iteration %d: %s after %d steps %.4f (best %.4f)', iteration,
+                 cfg.metric, cfg.report_step, value, best)
+    return value
+
+
 # --- evaluation -----------------------------------------------------------------------------------
 
 def restore_for_eval(cfg: Config, run_dir: str, test_iter: int = -1) -> tuple[Setup, str]:
-  """Builds the row's model and loads checkpoint `test_iter` (-1: the latest) into it.
+  """Builds the row's model and loads a checkpoint into it.
 
-  Raises RunError if there is no such checkpoint: an untrained model is never evaluated.
+  test_iter -1: the best validated checkpoint (<run>/best) if the run validates, else the latest;
+  -2: the latest; N: the checkpoint of iteration N. Raises RunError if there is no such checkpoint:
+  an untrained model is never evaluated.
   """
   setup = build(cfg)
   if test_iter < 0:
-    path = tf.train.latest_checkpoint(run_dir)
+    best = tf.train.latest_checkpoint(os.path.join(run_dir, BEST_DIR)) if test_iter == -1 else None
+    path = best or tf.train.latest_checkpoint(run_dir)
     if path is None:
       raise RunError(f'no checkpoint in {run_dir}: train the run first (python main.py '
                      f'--experiment={cfg.name} ...) or point --logdir at a trained run')
   else:
-    path = os.path.join(run_dir, f'{CKPT_PREFIX}-{test_iter}')
-    if not tf.io.gfile.exists(path + '.index'):
+    candidates = [os.path.join(d, f'{CKPT_PREFIX}-{test_iter}')
+                  for d in (run_dir, os.path.join(run_dir, BEST_DIR))]
+    path = next((p for p in candidates if tf.io.gfile.exists(p + '.index')), None)
+    if path is None:
       have = tf.train.get_checkpoint_state(run_dir)
       kept = [os.path.basename(p) for p in have.all_model_checkpoint_paths] if have else []
-      raise RunError(f'no checkpoint {path}; {run_dir} holds: {", ".join(kept) or "none"}')
+      raise RunError(f'no checkpoint {candidates[0]}; {run_dir} holds: {", ".join(kept) or "none"}')
   ckpt = tf.train.Checkpoint(model=setup.model, iteration=setup.iteration)
   ckpt.restore(path).assert_existing_objects_matched().expect_partial()
   return setup, path
@@ -306,7 +361,7 @@ def evaluate(cfg: Config, run_dir: str, *, split: str = 'test', test_iter: int =
         'mean': mean.tolist(), 'ci95': ci95.tolist(),
         'median': np.median(per_task['metric'], axis=1).tolist(),
         'num_nonfinite': nonfinite.tolist(),
-        'checkpoint': os.path.basename(path), 'iteration': int(setup.iteration),
+        'checkpoint': os.path.relpath(path, run_dir), 'iteration': int(setup.iteration),
         'eval_seed': cfg.eval_seed, 'seed': cfg.seed, 'commit': utils.git_commit(),
         'published': [dict(dataclasses.asdict(p), reproduced=mean[p.step], reproduced_ci95=ci95[p.step])
                       for p in cfg.published if p.shots == k and p.step <= cfg.test_num_updates],

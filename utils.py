@@ -15,17 +15,38 @@ import tensorflow as tf
 from experiments import Config
 
 
-# --- per-task losses and metrics: (y [T, M, d], out [T, M, d]) -> [T] ---------------------------
+# --- per-task losses and metrics: (y [T, M, d], out [T, M, d][, K]) -> [T] -----------------------
 
-def mse(y: tf.Tensor, out: tf.Tensor) -> tf.Tensor:
-  """Mean squared error of each task (the original's `mse`, a plain mean)."""
+def mse(y: tf.Tensor, out: tf.Tensor, shots=None) -> tf.Tensor:
+  """Mean squared error of each task (the original's `mse`, a plain mean; K is not used)."""
+  del shots
   return tf.reduce_mean(tf.square(out - y), axis=[1, 2])
+
+
+def xent(y: tf.Tensor, out: tf.Tensor, shots) -> tf.Tensor:
+  """The original's classification loss: softmax cross-entropy summed over the set, divided by K.
+
+  On an N-way K-shot support set this is N x the mean cross-entropy, so alpha means what the
+  original's --update_lr means (cbfinn/maml issue #70). y: one-hot [T, M, N]; out: logits [T, M, N].
+  """
+  return tf.reduce_sum(tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=out), -1) / shots
+
+
+def accuracy(y: tf.Tensor, out: tf.Tensor) -> tf.Tensor:
+  """Percentage of the task's examples whose arg-max logit is the label (the paper reports %).
+
+  y one-hot [T, M, N]; out logits [T, M, N].
+  """
+  hits = tf.equal(tf.argmax(y, -1), tf.argmax(out, -1))
+  return 100.0 * tf.reduce_mean(tf.cast(hits, out.dtype), -1)
 
 
 def loss_and_metric(cfg: Config):
   """(loss_fn, metric_fn) of an experiment row."""
   if cfg.metric == 'mse':
     return mse, mse
+  if cfg.metric == 'accuracy':
+    return xent, accuracy
   raise ValueError(f'no loss for metric {cfg.metric!r}')
 
 

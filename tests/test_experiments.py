@@ -60,7 +60,8 @@ def test_unknown_experiment_lists_the_rows():
 def test_scripts_name_only_existing_rows_and_run_every_published_row():
   named = set()
   for script in (ROOT / 'scripts').glob('*.sh'):
-    named |= set(re.findall(r'\b(sinusoid_\w+)', script.read_text()))
+    prefixes = '|'.join(experiments.DATASOURCES)
+    named |= set(re.findall(rf'\b((?:{prefixes})_\w+)', script.read_text()))
   assert named, 'no script names an experiment row'
   assert named <= set(experiments.EXPERIMENTS), named - set(experiments.EXPERIMENTS)
   published = {n for n, c in experiments.EXPERIMENTS.items() if c.published}

@@ -102,7 +102,7 @@ def reference_meta_gradient(model, ep, lr, steps, first_order, mask):
   """Independent MAML: a Python loop over tasks, one stateless_call per task, no vectorization."""
   state = [tf.convert_to_tensor(v) for v in model.non_trainable_variables]
   f = lambda p, x: model.stateless_call(p, state, x, training=True)[0]
-  mse = lambda y, out: tf.reduce_mean(tf.square(out - y))
+  mse = lambda y, out: tf.reduce_mean(tf.square(out - y))  # independent of utils.mse
   with tf.GradientTape() as outer:
     theta = [tf.convert_to_tensor(v) for v in model.trainable_variables]
     outer.watch(theta)
@@ -151,7 +151,7 @@ def test_first_order_is_the_gradient_at_the_adapted_parameters_and_differs_from_
   fast = [tf.constant(p.numpy()) for p in fast]  # a constant: no path back to theta
   with tf.GradientTape() as tape:
     tape.watch(fast)
-    loss = tf.reduce_mean(utils.mse(ep[3], fo.forward(fast, ep[2])))
+    loss = tf.reduce_mean(utils.mse(ep[3], fo.forward(fast, ep[2]), None))
   per_task = tape.gradient(loss, fast)  # = grad of mean_i L_b,i; summing over tasks gives the mean
   for g, p in zip(g_fo, per_task):
     np.testing.assert_allclose(g.numpy(), tf.reduce_sum(p, 0).numpy(), rtol=1e-10, atol=1e-12)

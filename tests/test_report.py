@@ -145,8 +145,8 @@ def test_missing_results_name_the_run_and_the_command(tmp_path):
 
 
 def test_unknown_group_lists_the_known_ones(tmp_path):
-  with pytest.raises(ConfigError, match=r"unknown report group 'omniglot'; choose one of: sinusoid, "):
-    report.write_report('omniglot', str(tmp_path))
+  with pytest.raises(ConfigError, match=r"unknown report group 'cifar'; choose one of: sinusoid, "):
+    report.write_report('cifar', str(tmp_path))
 
 
 def test_readme_embeds_the_generated_experiments_table():

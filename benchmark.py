@@ -8,8 +8,10 @@ builds the row exactly as training does (`trainer.build`), compiles the step tra
     up to the loss being on the host;
   * iterations/s: after `warmup` untimed iterations, `iterations` timed ones in chunks of CHUNK, each
     chunk ended by a host sync; the headline is the median of the per-chunk rates (mean, min and max
-    are reported too). Every iteration draws a fresh episode from the row's own training sampler,
-    as the training loop does, so the rate includes data generation (its share is reported);
+    are reported too). With data='sampler' every iteration draws a fresh episode from the row's
+    own training sampler, as the training loop does, so the rate includes data generation (its share
+    is reported); with data='synthetic' (the default: no dataset needed) the step cycles through a
+    few random episodes shaped like the row's, so the rate is the step alone;
   * memory: the peak resident set size of the whole process (ru_maxrss) at the end, next to the RSS
     just before the model was built, and the peak memory of each GPU if there is one;
   * context: versions, devices, threads, commit, time, so figures from two machines can be compared.
@@ -110,8 +112,8 @@ def _summary(r: dict) -> str:
       f'  iterations/s          {r["its_median"]:.1f} median of {r["chunks"]} chunks of {CHUNK} '
       f'(mean {r["its_mean"]:.1f}, min {r["its_min"]:.1f}, max {r["its_max"]:.1f}); '
       f'{r["iterations"]} timed after {r["warmup"]} warm-up',
-      f'  includes drawing each episode from the training sampler ({100 * r["sampling_share"]:.0f}% '
-      'of the timed wall time)',
+      f'  data: {r["data"]} ({100 * r["sampling_share"]:.0f}% of the timed wall time spent drawing '
+      'episodes)',
       f'  full training         {r["total_iterations"]} iterations ~ {r["est_training_time"]} '
       '(at the median rate)',
       f'  peak RSS              {r["peak_rss_mb"]:.0f} MB (whole process; RSS before building the '
@@ -126,8 +128,26 @@ def _summary(r: dict) -> str:
   return '\n'.join(lines)
 
 
+def synthetic_episodes(setup: trainer.Setup, count: int = 4) -> list[tuple[tf.Tensor, ...]]:
+  """`count` random episodes shaped like the row's: inputs U[0, 1), one-hot labels (classification)
+  or standard-normal targets (regression). Shapes come from the model, so no dataset is needed."""
+  cfg, model = setup.cfg, setup.model
+  n_s = cfg.update_batch_size * cfg.num_classes
+  n_q = cfg.train_query_size * cfg.num_classes
+  in_shape, out_dim = tuple(model.input_shape[1:]), model.output_shape[-1]
+  rng = tf.random.Generator.from_seed(cfg.seed)
+
+  def targets(m):
+    if cfg.metric == 'accuracy':
+      return tf.one_hot(rng.uniform([cfg.meta_batch_size, m], 0, out_dim, tf.int32), out_dim)
+    return rng.normal([cfg.meta_batch_size, m, out_dim])
+
+  return [(rng.uniform([cfg.meta_batch_size, n_s, *in_shape]), targets(n_s),
+           rng.uniform([cfg.meta_batch_size, n_q, *in_shape]), targets(n_q)) for _ in range(count)]
+
+
 def run_benchmark(cfg: Config, iterations: int = 200, out_dir: str | None = None,
-                  warmup: int = 20) -> dict:
+                  warmup: int = 20, data: str = 'synthetic') -> dict:
   """Times the training step of a row on episodes from its own sampler.
 
   Args:
@@ -135,6 +155,7 @@ def run_benchmark(cfg: Config, iterations: int = 200, out_dir: str | None = None
     iterations: timed iterations (at least 1), after the first call and the warm-up.
     out_dir: if given, the result is also written to `output_path(cfg, out_dir)`.
     warmup: untimed iterations after the first call.
+    data: 'synthetic' (random episodes of the row's shapes) or 'sampler' (the row's own data).
 
   Returns:
     The result dict (the JSON's content): timings, memory and context.
@@ -145,28 +166,35 @@ def run_benchmark(cfg: Config, iterations: int = 200, out_dir: str | None = None
   rss_before = current_rss_mb()
   setup = trainer.build(cfg)
   step = setup.learner.make_train_step(setup.optimizer, objective, cfg.jit_compile)
-  sampler = data_generator.make_sampler(cfg, 'train')
   sizes = (cfg.meta_batch_size, cfg.update_batch_size * cfg.num_classes,
            cfg.train_query_size * cfg.num_classes)
+  if data == 'sampler':
+    sampler = data_generator.make_sampler(cfg, 'train')
+    draw = lambda i: sampler.sample(*sizes)[:4]
+  elif data == 'synthetic':
+    pool = synthetic_episodes(setup)
+    draw = lambda i: pool[i % len(pool)]
+  else:
+    raise ValueError(f'data={data!r} is not synthetic or sampler')
 
   t0 = time.perf_counter()
-  out = step(*sampler.sample(*sizes)[:4])
+  out = step(*draw(0))
   float(out['loss'])
   compile_s = time.perf_counter() - t0
 
-  for _ in range(warmup):
-    out = step(*sampler.sample(*sizes)[:4])
+  for i in range(warmup):
+    out = step(*draw(i))
   float(out['loss'])
 
   rates, sampling_s, timed_s = [], 0.0, 0.0
   for start in range(0, iterations, CHUNK):
     n = min(CHUNK, iterations - start)
     t0 = time.perf_counter()
-    for _ in range(n):
+    for i in range(n):
       t_sample = time.perf_counter()
-      episode = sampler.sample(*sizes)
+      episode = draw(start + i)
       sampling_s += time.perf_counter() - t_sample
-      out = step(*episode[:4])
+      out = step(*episode)
     final_loss = float(out['loss'])
     dt = time.perf_counter() - t0
     timed_s += dt
@@ -178,7 +206,7 @@ def run_benchmark(cfg: Config, iterations: int = 200, out_dir: str | None = None
       'compile_s': compile_s, 'warmup': warmup, 'iterations': iterations, 'chunks': len(rates),
       'chunk_size': CHUNK, 'its_median': median, 'its_mean': iterations / timed_s,
       'its_min': min(rates), 'its_max': max(rates), 'timed_s': timed_s,
-      'sampling_share': sampling_s / timed_s, 'includes_data_sampling': True,
+      'sampling_share': sampling_s / timed_s, 'data': data,
       'final_loss': final_loss,
       'total_iterations': cfg.total_iterations,
       'est_training_s': cfg.total_iterations / median,

@@ -78,6 +78,8 @@ flags.DEFINE_integer('test_num_updates', None, 'Inner steps at meta-test.')
 flags.DEFINE_integer('num_test_tasks', None, 'Tasks per evaluation (paper protocol: 600).')
 flags.DEFINE_integer('test_query_size', None, 'Query examples per class at meta-test (default K).')
 flags.DEFINE_integer('benchmark_iterations', 200, 'Benchmark: timed iterations after warm-up.')
+flags.DEFINE_enum('benchmark_data', 'synthetic', ['synthetic', 'sampler'],
+                  "Benchmark: random episodes of the row's shapes, or the row's own data sampler.")
 
 # Flags that change what is trained, in run-name order.
 TRAIN_FIELDS = ('num_classes', 'baseline', 'pretrain_iterations', 'meta_batch_size', 'meta_lr',
@@ -138,7 +140,8 @@ def main(argv):
     if FLAGS.benchmark:
       import benchmark
       benchmark.run_benchmark(cfg, iterations=FLAGS.benchmark_iterations,
-                              out_dir=os.path.join(FLAGS.logdir, 'benchmarks'))
+                              out_dir=os.path.join(FLAGS.logdir, 'benchmarks'),
+                              data=FLAGS.benchmark_data)
     elif FLAGS.train:
       trainer.train(cfg, run_dir, resume=FLAGS.resume, log_summaries=FLAGS.log)
     else:

@@ -19,7 +19,7 @@ def check_record(result, path, objective):
   assert saved['its_mean'] > 0 and saved['compile_s'] > 0
   assert saved['rss_before_build_mb'] > 0
   assert saved['peak_rss_mb'] >= saved['rss_before_build_mb']
-  assert 0 <= saved['sampling_share'] < 1 and saved['includes_data_sampling']
+  assert 0 <= saved['sampling_share'] < 1 and saved['data'] == 'synthetic'
   assert math.isfinite(saved['final_loss'])
   assert saved['est_training_s'] > 0
   for key in ('tensorflow', 'keras', 'devices', 'cpu_count', 'intra_op_threads',
@@ -45,3 +45,10 @@ def test_benchmark_pretrained_first_order_name(tmp_path):
 def test_benchmark_rejects_no_iterations():
   with pytest.raises(ValueError, match='iterations'):
     benchmark.run_benchmark(experiments.get('sinusoid_maml'), iterations=0)
+
+
+def test_image_rows_benchmark_on_synthetic_data_without_a_dataset(tmp_path):
+  cfg = experiments.get('omniglot_5way_1shot').replace(meta_batch_size=2)
+  result = benchmark.run_benchmark(cfg, iterations=2, warmup=0, out_dir=str(tmp_path))
+  assert result['data'] == 'synthetic' and result['its_median'] > 0
+  assert result["support_size"] == 5 and math.isfinite(result["final_loss"])

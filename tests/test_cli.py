@@ -159,3 +159,17 @@ def test_seed_makes_cpu_runs_repeatable(tmp_path):
   for x, y, z in zip(weights['a'], weights['b'], weights['c']):
     np.testing.assert_array_equal(x, y)
   assert any(not np.array_equal(x, z) for x, z in zip(weights['a'], weights['c']))
+
+
+def test_validation_keeps_the_best_checkpoint_and_test_mode_uses_it(tmp_path):
+  cfg = experiments.get('sinusoid_maml').replace(
+      metatrain_iterations=60, val_every=20, num_val_tasks=10, checkpoint_every=20,
+      print_every=20, jit_compile=False)
+  trainer.train(cfg, str(tmp_path))
+  curve = json.loads((tmp_path / 'validation.json').read_text())['curve']
+  assert sorted(map(int, curve)) == [20, 40, 60]
+  best_iter = min(curve, key=curve.get)  # MSE: lower is better
+  setup, path = trainer.restore_for_eval(cfg, str(tmp_path))
+  assert int(setup.iteration) == int(best_iter) and '/best/' in path
+  latest, _ = trainer.restore_for_eval(cfg, str(tmp_path), test_iter=-2)
+  assert int(latest.iteration) == 60

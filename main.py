@@ -130,6 +130,7 @@ def main(argv):
   logging.set_verbosity(logging.INFO)
   std_logging.getLogger('tensorflow').setLevel(std_logging.WARNING)  # per-checkpoint INFO chatter
   # Imported here so --help stays fast and flag errors come before TensorFlow starts.
+  import image_datasets
   import trainer
   try:
     if FLAGS.report:
@@ -155,7 +156,7 @@ def main(argv):
         raise ConfigError(f'--update_lr={FLAGS.update_lr} must not be negative')
       trainer.evaluate(cfg, run_dir, split='test' if FLAGS.test_set else 'val',
                        test_iter=FLAGS.test_iter, shots=shots, update_lr=FLAGS.update_lr)
-  except (ConfigError, trainer.RunError) as e:
+  except (ConfigError, trainer.RunError, image_datasets.DataError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
   except KeyboardInterrupt:

@@ -231,7 +231,9 @@ class _Validator:
     k = cfg.update_batch_size
     sampler = data_generator.make_sampler(cfg, 'val', k)
     q = (cfg.test_query_size or k) * cfg.num_classes
-    self.episode = data_generator.sample_tasks(sampler, cfg.num_val_tasks, k * cfg.num_classes, q)
+    # Drawn once: the same validation tasks at every validation.
+    self.chunks = list(data_generator.task_chunks(sampler, cfg.num_val_tasks, k * cfg.num_classes,
+                                                  q, cfg.eval_chunk))
     self.eval_fn = setup.learner.make_eval_step(cfg.report_step, cfg.jit_compile)
     self.curve = utils.read_json(self.path)['curve'] if os.path.exists(self.path) else {}
 
@@ -240,7 +242,7 @@ class _Validator:
 
   def validate(self, iteration: int) -> float:
     cfg = self.cfg
-    metric = _run_tasks(self.eval_fn, self.episode, cfg.update_lr, cfg.eval_chunk)['metric']
+    metric = _run_tasks(self.eval_fn, self.chunks, cfg.update_lr)['metric']
     value = float(metric[cfg.report_step].mean())
     best = max(self.curve.values(), default=None) if cfg.metric == 'accuracy' else min(
         self.curve.values(), default=None)
@@ -287,12 +289,11 @@ def restore_for_eval(cfg: Config, run_dir: str, test_iter: int = -1) -> tuple[Se
   return setup, path
 
 
-def _run_tasks(eval_fn, episode: data_generator.Episode, lr: float, chunk: int) -> dict:
-  """Runs eval_fn over the tasks of `episode` in chunks; returns arrays [steps+1, num_tasks]."""
+def _run_tasks(eval_fn, chunks, lr: float) -> dict:
+  """Runs eval_fn over Episode chunks; returns arrays [steps+1, num_tasks]."""
   parts = []
-  for i in range(0, len(episode.support_x), chunk):
-    batch = [a[i:i + chunk] for a in episode[:4]]
-    parts.append(eval_fn(*batch, tf.constant(lr, tf.float32)))
+  for episode in chunks:
+    parts.append(eval_fn(*episode[:4], tf.constant(lr, tf.float32)))
   return {k: np.concatenate([p[k].numpy() for p in parts], axis=1) for k in ('loss', 'metric')}
 
 
@@ -304,10 +305,11 @@ def tune_step_size(setup: Setup, eval_fn, shots: int) -> tuple[float, dict[str, 
   cfg = setup.cfg
   sampler = data_generator.make_sampler(cfg, 'val', shots)
   q = (cfg.test_query_size or shots) * cfg.num_classes
-  episode = data_generator.sample_tasks(sampler, cfg.num_tune_tasks, shots * cfg.num_classes, q)
+  chunks = list(data_generator.task_chunks(sampler, cfg.num_tune_tasks, shots * cfg.num_classes, q,
+                                            cfg.eval_chunk))
   scores = {}
   for lr in cfg.test_update_lr_grid:
-    metric = _run_tasks(eval_fn, episode, lr, cfg.eval_chunk)['metric']
+    metric = _run_tasks(eval_fn, chunks, lr)['metric']
     scores[repr(lr)] = float(metric[1:].mean())
   sign = -1.0 if cfg.metric == 'accuracy' else 1.0
   # A step size whose fine-tuning diverges scores NaN/Inf and must never win.
@@ -346,8 +348,9 @@ def evaluate(cfg: Config, run_dir: str, *, split: str = 'test', test_iter: int =
       lr = cfg.update_lr
     sampler = data_generator.make_sampler(cfg, split, k)
     q = (cfg.test_query_size or k) * cfg.num_classes
-    episode = data_generator.sample_tasks(sampler, cfg.num_test_tasks, k * cfg.num_classes, q)
-    per_task = _run_tasks(eval_fn, episode, lr, cfg.eval_chunk)
+    chunks = data_generator.task_chunks(sampler, cfg.num_test_tasks, k * cfg.num_classes, q,
+                                        cfg.eval_chunk)
+    per_task = _run_tasks(eval_fn, chunks, lr)
     mean, ci95 = utils.mean_and_ci95(per_task['metric'])
     nonfinite = (~np.isfinite(per_task['metric'])).sum(axis=1)
     if nonfinite.any():

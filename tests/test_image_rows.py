@@ -1,0 +1,60 @@
+"""A few training iterations and an evaluation of the Table 1 rows on the real data.
+
+The default run covers Omniglot 5-way 1-shot; `-m slow` runs every image row (MiniImagenet needs its
+0.9 GB cache). Skipped, with the reason, where ../shared/data (or $MAML_SHARED_DATA) is absent.
+"""
+
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+import experiments
+import trainer
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED = pathlib.Path(os.environ.get('MAML_SHARED_DATA') or ROOT.parent / 'shared' / 'data')
+DATA = {'omniglot': SHARED / 'omniglot', 'miniimagenet': SHARED / 'miniimagenet'}
+
+
+@pytest.fixture(scope='module')
+def tfds_cache(tmp_path_factory):
+  """One tfds cache for the module, so each dataset is prepared once."""
+  path = tmp_path_factory.mktemp('tfds_rows')
+  old = os.environ.get('MAML_TFDS_DIR')
+  os.environ['MAML_TFDS_DIR'] = str(path)
+  yield path
+  if old is None:
+    del os.environ['MAML_TFDS_DIR']
+  else:
+    os.environ['MAML_TFDS_DIR'] = old
+
+
+def train_and_test(name: str, tmp_path, **changes) -> list[dict]:
+  """Three meta-updates (meta-batch 2), one validation, and a 4-task test at every K of the row."""
+  cfg = experiments.get(name)
+  if not DATA[cfg.datasource].exists():
+    pytest.skip(f'real data absent: {DATA[cfg.datasource]} (set MAML_SHARED_DATA)')
+  cfg = cfg.replace(meta_batch_size=2, metatrain_iterations=3, val_every=3, num_val_tasks=2,
+                    num_test_tasks=4, eval_chunk=2, print_every=1, checkpoint_every=3,
+                    data_dir=str(DATA[cfg.datasource]), **changes)
+  trainer.train(cfg, str(tmp_path))
+  results = trainer.evaluate(cfg, str(tmp_path), split='test')
+  assert [r['shots'] for r in results] == list(cfg.eval_shots)
+  for r in results:
+    assert r['iteration'] == 3 and r['num_tasks'] == 4 and r['metric'] == 'accuracy'
+    assert len(r['mean']) == cfg.test_num_updates + 1
+    assert all(0 <= m <= 100 for m in r['mean']) and np.all(np.isfinite(r['ci95']))
+    assert [p['step'] for p in r['published']] == [cfg.report_step]
+  return results
+
+
+def test_omniglot_5way_1shot_trains_and_evaluates(tfds_cache, tmp_path):
+  train_and_test('omniglot_5way_1shot', tmp_path, eval_shots=(1,))  # K=5 in the slow run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', experiments.OMNIGLOT_ROWS + experiments.MINIIMAGENET_ROWS)
+def test_every_image_row_trains_and_evaluates(tfds_cache, tmp_path, name):
+  train_and_test(name, tmp_path)

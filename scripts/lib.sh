@@ -1,4 +1,4 @@
-# Shared by the Table 1 scripts: argument parsing and the train -> evaluate loop over rows.
+# Shared by the scripts: argument parsing and the train -> evaluate loop over rows.
 # Usage inside a script: parse_args "$@"; run_rows "${rows[@]}"; report <group>
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -18,15 +18,21 @@ parse_args() {
 }
 
 # Quick mode: a smoke run of the whole pipeline (a few iterations, a few test tasks); the numbers
-# mean nothing. Hyperparameters otherwise come from experiments.py only.
-QUICK_TRAIN=(--metatrain_iterations=20 --val_every=10 --print_every=10 --checkpoint_every=10)
+# mean nothing. Hyperparameters otherwise come from experiments.py only. A script may redefine
+# quick_train_flags to shorten its rows differently.
 QUICK_EVAL=(--num_test_tasks=10)
+quick_train_flags() {  # row -> flags
+  echo --metatrain_iterations=20 --val_every=10 --print_every=10 --checkpoint_every=10
+}
 
 run_rows() {
   local row
   for row in "$@"; do
     local train=() evaluate=()
-    if (( quick )); then train=("${QUICK_TRAIN[@]}"); evaluate=("${QUICK_EVAL[@]}"); fi
+    if (( quick )); then
+      read -r -a train <<< "$(quick_train_flags "$row")"
+      evaluate=("${QUICK_EVAL[@]}")
+    fi
     echo "=== $row: train ($logdir)"
     "$PYTHON" main.py --experiment="$row" --logdir="$logdir" \
       ${train[@]+"${train[@]}"} ${extra[@]+"${extra[@]}"}

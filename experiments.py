@@ -19,7 +19,7 @@ DATASOURCES = ('sinusoid', 'omniglot', 'miniimagenet')
 TASK_PARALLELISM = ('vectorized_map', 'map_fn', 'loop')
 METRICS = ('mse', 'accuracy')
 NORMS = ('batch_norm', 'layer_norm', 'None')
-BASELINES = (None, 'oracle')
+BASELINES = (None, 'oracle', 'finetune', 'nearest_neighbor')
 PAPER = 'Finn, Abbeel, Levine 2017, arXiv 1703.03400v3'
 
 
@@ -59,7 +59,9 @@ class Config:
   pretrain_iterations: int = 0        # plain multi-task updates of the pre-update loss, run first.
   meta_grad_clip: float | None = None  # clip meta-gradients to [-c, c] (original: MiniImagenet, 10).
   # Model.
-  baseline: str | None = None         # 'oracle': the task parameters are appended to the input.
+  baseline: str | None = None         # 'oracle': the task parameters are appended to the input;
+                                      # 'finetune' | 'nearest_neighbor': a classifier (baselines.py).
+  classifier_classes: int = 64        # classifier baselines: outputs while training (train classes).
   norm: str = 'None'                  # 'batch_norm' | 'layer_norm' | 'None' (original spelling).
   hidden: tuple[int, ...] = (40, 40)  # FC hidden widths.
   num_filters: int = 64               # image models only: conv filters per layer.
@@ -135,6 +137,10 @@ class Config:
       bad('metric', f'is not one of {METRICS}')
     if self.baseline == 'oracle' and self.datasource != 'sinusoid':
       bad('baseline', 'exists for sinusoid only')
+    if self.baseline in ('finetune', 'nearest_neighbor') and (
+        self.datasource == 'sinusoid' or self.metatrain_iterations or self.val_every):
+      bad('baseline', 'is a classifier trained with pretrain_iterations on image data only '
+          '(no meta-training, no meta-validation)')
     for field in ('num_classes', 'update_batch_size', 'meta_batch_size', 'num_test_tasks', 'num_filters',
                   'num_tune_tasks', 'eval_chunk', 'summary_every', 'print_every', 'checkpoint_every',
                   'num_val_tasks'):
@@ -308,6 +314,32 @@ EXPERIMENTS.update({c.name: c for c in (
         name='miniimagenet_5way_5shot_first_order', stop_grad=True, update_batch_size=5,
         meta_batch_size=2, eval_shots=(5,), eval_chunk=10,
         published=(Published(5, 10, 63.15, 0.91, _TABLE1),)),
+)})
+
+_R_AND_L = 'paper Table 1 (from Ravi & Larochelle 2017)'
+_BASELINE = _MINI.replace(
+    name='miniimagenet_5way_1shot_finetune', baseline='finetune', metatrain_iterations=0,
+    pretrain_iterations=30_000, meta_batch_size=64, val_every=0, print_every=500,
+    test_update_lr=None, test_update_lr_grid=(0.001, 0.003, 0.01, 0.03, 0.1),
+    source=f'{PAPER} Table 1 baselines, from Ravi & Larochelle 2017 (ICLR) §5',
+    choices=('the classifier is the row\'s conv4 with one output per meta-training class, trained '
+             'with Adam on batches of 64 images for pretrain_iterations (an epoch is 600 '
+             'iterations); the original settings of Ravi & Larochelle are not in the reference',
+             'fine-tuning: a zero N-way head, every parameter but batch norm fine-tuned by SGD on '
+             'the support set, alpha tuned per K on validation tasks, accuracy after 10 steps',
+             'nearest neighbour: Euclidean distance between backbone features (the head\'s input)'),
+    published=(Published(1, 10, 28.86, 0.54, _R_AND_L),))
+EXPERIMENTS.update({c.name: c for c in (
+    _BASELINE,
+    _BASELINE.replace(name='miniimagenet_5way_5shot_finetune', update_batch_size=5,
+                      eval_shots=(5,), published=(Published(5, 10, 49.79, 0.79, _R_AND_L),)),
+    _BASELINE.replace(name='miniimagenet_5way_1shot_nearest_neighbor', baseline='nearest_neighbor',
+                      test_num_updates=0, report_step=0, test_update_lr_grid=(),
+                      published=(Published(1, 0, 41.08, 0.70, _R_AND_L),)),
+    _BASELINE.replace(name='miniimagenet_5way_5shot_nearest_neighbor', baseline='nearest_neighbor',
+                      test_num_updates=0, report_step=0, test_update_lr_grid=(),
+                      update_batch_size=5, eval_shots=(5,),
+                      published=(Published(5, 0, 51.04, 0.65, _R_AND_L),)),
 )})
 
 OMNIGLOT_ROWS = tuple(n for n, c in EXPERIMENTS.items() if c.datasource == 'omniglot')

@@ -125,9 +125,11 @@ def build_model(cfg: Config) -> keras.Model:
   if cfg.datasource == 'sinusoid':
     return fc_net((cfg.input_dim,), cfg.hidden, 1, cfg.norm, name='sinusoid_fc')
   shape = IMAGE_SHAPES[cfg.datasource]
+  # The classifier baselines train one output per meta-training class (then get an N-way head).
+  outputs = cfg.classifier_classes if cfg.baseline in ('finetune', 'nearest_neighbor') else cfg.num_classes
   if cfg.conv:
-    return conv_net(shape, cfg.num_classes, cfg.num_filters, cfg.max_pool, cfg.norm)
-  return fc_net(shape, cfg.hidden, cfg.num_classes, cfg.norm, name='no_conv')
+    return conv_net(shape, outputs, cfg.num_filters, cfg.max_pool, cfg.norm)
+  return fc_net(shape, cfg.hidden, outputs, cfg.norm, name='no_conv')
 
 
 def inner_loop_mask(model: keras.Model, adapt_norm: bool = False) -> tuple[bool, ...]:

@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import baselines
 import data_generator
 from experiments import Config
 from maml import MAML
@@ -127,7 +128,10 @@ def train(cfg: Config, run_dir: str, *, resume: bool = True, log_summaries: bool
   """
   prepare_run_dir(cfg, run_dir, resume)
   setup = build(cfg)
-  sampler = data_generator.make_sampler(cfg, 'train')
+  if cfg.baseline in baselines.CLASSIFIER_BASELINES:
+    sampler = baselines.ClassificationSampler(cfg)
+  else:
+    sampler = data_generator.make_sampler(cfg, 'train')
   ckpt = tf.train.Checkpoint(model=setup.model, optimizer=setup.optimizer,
                              iteration=setup.iteration, data=sampler.trackable())
   manager = tf.train.CheckpointManager(ckpt, run_dir, max_to_keep=MAX_CHECKPOINTS,
@@ -142,7 +146,9 @@ def train(cfg: Config, run_dir: str, *, resume: bool = True, log_summaries: bool
     return it
 
   steps = {}
-  if cfg.pretrain_iterations:
+  if cfg.pretrain_iterations and cfg.baseline in baselines.CLASSIFIER_BASELINES:
+    steps['pretrain'] = baselines.make_classify_step(setup.model, setup.optimizer, cfg.jit_compile)
+  elif cfg.pretrain_iterations:
     steps['pretrain'] = setup.learner.make_train_step(setup.optimizer, 'pretrain', cfg.jit_compile)
   if cfg.metatrain_iterations:
     steps['maml'] = setup.learner.make_train_step(setup.optimizer, 'maml', cfg.jit_compile)
@@ -289,6 +295,29 @@ def restore_for_eval(cfg: Config, run_dir: str, test_iter: int = -1) -> tuple[Se
   return setup, path
 
 
+def _make_eval_fn(setup: Setup):
+  """fn(support_x, support_y, query_x, query_y, lr) -> {'loss', 'metric'} [steps+1, T] for a row.
+
+  MAML rows and the pretrained baselines fine-tune the trained model; the classifier baselines
+  first give its backbone an N-way head (baselines.py), and nearest neighbour has no steps at all.
+  """
+  cfg = setup.cfg
+  if cfg.baseline == 'nearest_neighbor':
+    features = baselines.backbone(setup.model)
+
+    def nearest(*episode):
+      metric = baselines.nearest_neighbor_accuracy(features, episode)[None]
+      return {'loss': tf.zeros_like(metric), 'metric': tf.constant(metric)}
+    return nearest
+  learner = setup.learner
+  if cfg.baseline == 'finetune':
+    model = baselines.task_model(setup.model, cfg)
+    learner = MAML(model, learner.loss_fn, learner.metric_fn, update_lr=cfg.update_lr,
+                   num_updates=0, adapt_mask=models.inner_loop_mask(model, cfg.adapt_norm),
+                   task_parallelism=cfg.task_parallelism)
+  return learner.make_eval_step(cfg.test_num_updates, cfg.jit_compile)
+
+
 def _run_tasks(eval_fn, chunks, lr: float) -> dict:
   """Runs eval_fn over Episode chunks; returns arrays [steps+1, num_tasks]."""
   parts = []
@@ -337,7 +366,7 @@ def evaluate(cfg: Config, run_dir: str, *, split: str = 'test', test_iter: int =
   for k in shots or cfg.eval_shots:
     t0 = time.perf_counter()
     scores = None
-    eval_fn = setup.learner.make_eval_step(cfg.test_num_updates, cfg.jit_compile)  # traced per K
+    eval_fn = _make_eval_fn(setup)  # traced per K
     if update_lr is not None:
       lr = update_lr
     elif cfg.test_update_lr is not None:

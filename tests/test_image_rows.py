@@ -36,9 +36,12 @@ def train_and_test(name: str, tmp_path, **changes) -> list[dict]:
   cfg = experiments.get(name)
   if not DATA[cfg.datasource].exists():
     pytest.skip(f'real data absent: {DATA[cfg.datasource]} (set MAML_SHARED_DATA)')
-  cfg = cfg.replace(meta_batch_size=2, metatrain_iterations=3, val_every=3, num_val_tasks=2,
-                    num_test_tasks=4, eval_chunk=2, print_every=1, checkpoint_every=3,
-                    data_dir=str(DATA[cfg.datasource]), **changes)
+  # Classifier baselines train a classifier (pretrain_iterations) and never meta-validate.
+  iterations = (dict(pretrain_iterations=3, val_every=0) if cfg.baseline else
+                dict(metatrain_iterations=3, val_every=3))
+  cfg = cfg.replace(meta_batch_size=2, num_val_tasks=2, num_test_tasks=4, eval_chunk=2,
+                    print_every=1, checkpoint_every=3, data_dir=str(DATA[cfg.datasource]),
+                    **iterations, **changes)
   trainer.train(cfg, str(tmp_path))
   results = trainer.evaluate(cfg, str(tmp_path), split='test')
   assert [r['shots'] for r in results] == list(cfg.eval_shots)

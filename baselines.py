@@ -1,0 +1,120 @@
+"""The paper's MiniImagenet baselines (Table 1, taken from Ravi & Larochelle 2017).
+
+Both start from the same network: the row's conv4 trained as an ordinary classifier over all
+meta-training classes (64 for MiniImagenet). At meta-test
+  * "fine-tuning": the backbone gets a new N-way head (zeros) and every parameter is fine-tuned on the
+    task's support set by plain SGD (the MAML evaluation step, with alpha tuned on validation tasks);
+  * "nearest neighbour": each query gets the label of the support image nearest in the backbone's
+    feature space (the input of the head), Euclidean distance.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from experiments import Config
+import image_datasets
+import models
+
+CLASSIFIER_BASELINES = ('finetune', 'nearest_neighbor')
+
+
+def classification_batches(data: image_datasets.ClassImages, batch_size: int, seed: tuple[int, ...],
+                           invert: bool) -> tf.data.Dataset:
+  """Endless batches (images float32 [B, H, W, C] in [0, 1], labels int32 [B] in 0..C-1).
+
+  Batch i is a pure function of (seed, i) (stateless draws with replacement), so the checkpointed
+  iterator resumes exactly.
+  """
+  images = tf.constant(data.images)
+  labels = tf.constant(np.repeat(np.arange(data.num_classes), data.counts), tf.int32)
+  key = tf.constant([seed[0], seed[-1]], tf.int64)
+
+  def batch(i):
+    rows = tf.random.stateless_uniform([batch_size], tf.random.experimental.stateless_fold_in(key, i),
+                                       0, len(data.images), tf.int32)
+    x = tf.cast(tf.gather(images, rows), tf.float32) / 255.0
+    return (1.0 - x if invert else x), tf.gather(labels, rows)
+
+  options = tf.data.Options()
+  options.experimental_symbolic_checkpoint = True  # checkpoint the position, not the buffer
+  ds = tf.data.Dataset.range(np.iinfo(np.int64).max).map(batch, num_parallel_calls=tf.data.AUTOTUNE,
+                                                         deterministic=True)
+  return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+class ClassificationSampler:
+  """The training stream of a classifier baseline: batches of cfg.meta_batch_size images of the
+  row's training split, with the trainer's sampler interface (`sample`, `trackable`)."""
+
+  def __init__(self, cfg: Config):
+    data = image_datasets.load_split(cfg.datasource, 'train', data_dir=cfg.data_dir)
+    if data.num_classes != cfg.classifier_classes:
+      raise image_datasets.DataError(
+          f'the {cfg.datasource} train split has {data.num_classes} classes, the row\'s classifier '
+          f'{cfg.classifier_classes}: set classifier_classes to match')
+    self._iterator = iter(classification_batches(data, cfg.meta_batch_size, (cfg.seed, 0),
+                                                 invert=cfg.datasource == 'omniglot'))
+
+  def sample(self, *sizes) -> tuple[tf.Tensor, tf.Tensor]:
+    del sizes  # a batch of single images, not episodes
+    return next(self._iterator)
+
+  def trackable(self) -> tf.data.Iterator:
+    return self._iterator
+
+
+def make_classify_step(model: keras.Model, optimizer: keras.optimizers.Optimizer,
+                       jit_compile: bool = False):
+  """A compiled classifier update: (images, labels) -> {'loss', 'pre_loss', 'post_loss'}.
+
+  The mean cross-entropy is minimized; 'pre_loss' is the same loss and 'post_loss' the batch error
+  rate (%), so the training loop logs them like a meta-update.
+  """
+  variables = model.trainable_variables
+
+  def step(x, y):
+    with tf.GradientTape() as tape:
+      logits = model(x, training=True)
+      loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+    optimizer.apply(tape.gradient(loss, variables), variables)
+    error = 100.0 * tf.reduce_mean(tf.cast(tf.not_equal(tf.argmax(logits, -1, tf.int32), y),
+                                           tf.float32))
+    return {'loss': loss, 'pre_loss': loss, 'post_loss': error}
+
+  return tf.function(step, jit_compile=jit_compile)
+
+
+def backbone(model: keras.Model) -> keras.Model:
+  """The network up to the head's input (features [B, D])."""
+  return keras.Model(model.inputs, model.get_layer('head').input)
+
+
+def task_model(classifier: keras.Model, cfg: Config) -> keras.Model:
+  """An N-way copy of the classifier: the same backbone weights and a zero-initialized head."""
+  model = models.build_model(cfg.replace(baseline=None))
+  for layer in model.layers:
+    if layer.name != 'head' and layer.weights:
+      layer.set_weights(classifier.get_layer(layer.name).get_weights())
+  head = model.get_layer('head')
+  head.set_weights([np.zeros(w.shape, np.float32) for w in head.weights])
+  return model
+
+
+def nearest_neighbor_accuracy(features: keras.Model, episode) -> np.ndarray:
+  """Accuracy (%) [T] of labelling each query like its nearest support example (Euclidean).
+
+  episode: support_x [T, N*K, ...], support_y [T, N*K, N], query_x [T, N*Q, ...], query_y [T, N*Q, N].
+  Each set of each task is embedded in its own call, so batch norm sees the same batches as in MAML.
+  """
+  embed = tf.function(lambda x: features(x, training=True), reduce_retracing=True)
+  accuracies = []
+  for support_x, support_y, query_x, query_y in zip(*episode[:4]):
+    s, q = embed(support_x), embed(query_x)  # [N*K, D], [N*Q, D]
+    distances = (tf.reduce_sum(q ** 2, -1)[:, None] - 2 * tf.matmul(q, s, transpose_b=True)
+                 + tf.reduce_sum(s ** 2, -1)[None, :])
+    predicted = tf.gather(tf.argmax(support_y, -1), tf.argmin(distances, -1))
+    accuracies.append(100.0 * np.mean(predicted.numpy() == tf.argmax(query_y, -1).numpy()))
+  return np.array(accuracies)

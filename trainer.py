@@ -193,7 +193,7 @@ def train(cfg: Config, run_dir: str, *, resume: bool = True, log_summaries: bool
           rate = (it - it_print) / max(now - t_print, 1e-9)
           eta = (total - it) / max((it - start) / (now - t_start), 1e-9)
           logging.info('iter %d/%d (%.1f%%) %s | pre-update loss %.4f | post-update loss %.4f | '
-                       '%.0f it/s | ETA %s', it, total, 100 * it / total, objective,
+                       '%.3g it/s | ETA %s', it, total, 100 * it / total, objective,
                        values['pre_loss'], values['post_loss'], rate, utils.format_duration(eta))
           if writer is not None:
             with writer.as_default(step=it):

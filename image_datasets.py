@@ -273,7 +273,25 @@ def omniglot_preprocess(png: bytes, name: str) -> np.ndarray:
   return np.asarray(small.convert('L'), np.uint8)[:, :, None]
 
 
-class OmniglotMaml(tfds.core.GeneratorBasedBuilder):
+class _SourceBuilder:
+  """What both builders share: the folder of raw files they read, and their DatasetInfo from the
+  class's DESCRIPTION, HOMEPAGE and `_features()`. (A plain mixin, so tfds registers no dataset.)"""
+  DESCRIPTION = HOMEPAGE = ''
+
+  def __init__(self, *, source_dir: str | os.PathLike | None = None, **kwargs):
+    self._source_dir = source_dir
+    super().__init__(**kwargs)
+
+  def _features(self) -> dict:
+    raise NotImplementedError
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(builder=self, description=self.DESCRIPTION,
+                                 features=tfds.features.FeaturesDict(self._features()),
+                                 homepage=self.HOMEPAGE, disable_shuffling=True)
+
+
+class OmniglotMaml(_SourceBuilder, tfds.core.GeneratorBasedBuilder):
   """Omniglot at 28x28 as cbfinn/maml preprocesses it; tfds splits 'background' and 'evaluation'.
 
   Each example: image uint8 [28, 28, 1] (0 = stroke, 255 = paper, not yet inverted), label = global
@@ -283,25 +301,18 @@ class OmniglotMaml(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'PIL resize to 28x28 as cbfinn/maml resize_images.py; uint8, zlib.'}
 
-  def __init__(self, *, source_dir: str | os.PathLike | None = None, **kwargs):
-    """source_dir: folder with the two official zips; None downloads them (SHA-256 checked)."""
-    self._source_dir = source_dir
-    super().__init__(**kwargs)
+  DESCRIPTION = 'Omniglot (Lake et al. 2015) resized to 28x28 as cbfinn/maml.'
+  HOMEPAGE = 'https://github.com/brendenlake/omniglot'
+  # source_dir: folder with the two official zips; None downloads them (SHA-256 checked).
 
-  def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description='Omniglot (Lake et al. 2015) resized to 28x28 as cbfinn/maml.',
-        features=tfds.features.FeaturesDict({
-            'image': tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8, encoding='zlib'),
-            'label': tfds.features.ClassLabel(num_classes=1623),
-            'alphabet': tfds.features.Text(),
-            'character': tfds.features.Text(),
-            'drawing': tfds.features.Text(),
-        }),
-        homepage='https://github.com/brendenlake/omniglot',
-        disable_shuffling=True,
-    )
+  def _features(self) -> dict:
+    return {
+        'image': tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8, encoding='zlib'),
+        'label': tfds.features.ClassLabel(num_classes=1623),
+        'alphabet': tfds.features.Text(),
+        'character': tfds.features.Text(),
+        'drawing': tfds.features.Text(),
+    }
 
   def _split_generators(self, dl_manager):
     if self._source_dir is not None:
@@ -444,7 +455,7 @@ def miniimagenet_decode(data: bytes, name: str) -> np.ndarray:
   return image
 
 
-class MiniImagenetMaml(tfds.core.GeneratorBasedBuilder):
+class MiniImagenetMaml(_SourceBuilder, tfds.core.GeneratorBasedBuilder):
   """MiniImagenet (Ravi & Larochelle splits), decoded once; tfds splits 'train', 'val', 'test'.
 
   Each example: image uint8 [84, 84, 3]; label = global class id 0..99 (train CSV classes, then
@@ -455,25 +466,18 @@ class MiniImagenetMaml(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': '84x84 JPEGs decoded with tf.io.decode_jpeg, stored as uint8.'}
 
-  def __init__(self, *, source_dir: str | os.PathLike | None = None, **kwargs):
-    """source_dir: folder with the split CSVs and the images (see the module docstring)."""
-    self._source_dir = source_dir
-    super().__init__(**kwargs)
+  DESCRIPTION = 'MiniImagenet 84x84 (Vinyals et al. 2016) with the Ravi & Larochelle splits.'
+  HOMEPAGE = 'https://github.com/twitter/meta-learning-lstm'
+  # source_dir: folder with the split CSVs and the images (see the module docstring).
 
-  def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description='MiniImagenet 84x84 (Vinyals et al. 2016) with the Ravi & Larochelle splits.',
-        features=tfds.features.FeaturesDict({
-            # Raw bytes: zlib keeps 80% of a decoded photo and adds ~3 s to every train load.
-            'image': tfds.features.Tensor(shape=(84, 84, 3), dtype=np.uint8, encoding='bytes'),
-            'label': tfds.features.ClassLabel(num_classes=100),
-            'wnid': tfds.features.Text(),
-            'filename': tfds.features.Text(),
-        }),
-        homepage='https://github.com/twitter/meta-learning-lstm',
-        disable_shuffling=True,
-    )
+  def _features(self) -> dict:
+    return {
+        # Raw bytes: zlib keeps 80% of a decoded photo and adds ~3 s to every train load.
+        'image': tfds.features.Tensor(shape=(84, 84, 3), dtype=np.uint8, encoding='bytes'),
+        'label': tfds.features.ClassLabel(num_classes=100),
+        'wnid': tfds.features.Text(),
+        'filename': tfds.features.Text(),
+    }
 
   def _split_generators(self, dl_manager):
     del dl_manager  # nothing to download

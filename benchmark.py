@@ -6,8 +6,9 @@ builds the row exactly as training does (`trainer.build`), compiles the step tra
 
   * compile time: wall time of the first call (tracing, plus XLA compilation when cfg.jit_compile),
     up to the loss being on the host;
-  * iterations/s: after `warmup` untimed iterations, `iterations` timed ones in chunks of CHUNK, each
-    chunk ended by a host sync; the headline is the median of the per-chunk rates (mean, min and max
+  * iterations/s: after `warmup` untimed iterations, `iterations` timed ones in chunks of CHUNK (or
+    one call of cfg.steps_per_call iterations, if more; `iterations` is rounded up to whole calls),
+    each chunk ended by a host sync; the headline is the median of the per-chunk rates (mean, min and max
     are reported too). With data='sampler' every iteration draws a fresh episode from the row's
     own training sampler, as the training loop does, so the rate includes data generation (its share
     is reported); with data='synthetic' (the default: no dataset needed) the step cycles through a
@@ -107,10 +108,10 @@ def _summary(r: dict) -> str:
   lines = [
       f'benchmark {r["experiment"]}: objective {r["objective"]}, jit_compile {r["jit_compile"]}, '
       f'first_order {r["first_order"]}, meta-batch {r["meta_batch_size"]}, '
-      f'{r["num_updates"]} inner step(s)',
+      f'{r["num_updates"]} inner step(s), {r["steps_per_call"]} iteration(s) per call',
       f'  compile (first call)  {r["compile_s"]:.2f} s',
-      f'  iterations/s          {r["its_median"]:.1f} median of {r["chunks"]} chunks of {CHUNK} '
-      f'(mean {r["its_mean"]:.1f}, min {r["its_min"]:.1f}, max {r["its_max"]:.1f}); '
+      f'  iterations/s          {r["its_median"]:.3g} median of {r["chunks"]} chunks of {r["chunk_size"]} '
+      f'(mean {r["its_mean"]:.3g}, min {r["its_min"]:.3g}, max {r["its_max"]:.3g}); '
       f'{r["iterations"]} timed after {r["warmup"]} warm-up',
       f'  data: {r["data"]} ({100 * r["sampling_share"]:.0f}% of the timed wall time spent drawing '
       'episodes)',
@@ -165,46 +166,55 @@ def run_benchmark(cfg: Config, iterations: int = 200, out_dir: str | None = None
   objective = objective_of(cfg)
   rss_before = current_rss_mb()
   setup = trainer.build(cfg)
-  step = setup.learner.make_train_step(setup.optimizer, objective, cfg.jit_compile)
+  per_call = cfg.steps_per_call  # iterations per call of the step (a graph loop when > 1)
+  step = setup.learner.make_train_step(setup.optimizer, objective, cfg.jit_compile, per_call)
   sizes = (cfg.meta_batch_size, cfg.update_batch_size * cfg.num_classes,
            cfg.train_query_size * cfg.num_classes)
   if data == 'sampler':
     sampler = data_generator.make_sampler(cfg, 'train')
-    draw = lambda i: sampler.sample(*sizes)[:4]
+    draw_one = lambda i: sampler.sample(*sizes)[:4]
   elif data == 'synthetic':
     pool = synthetic_episodes(setup)
-    draw = lambda i: pool[i % len(pool)]
+    draw_one = lambda i: pool[i % len(pool)]
   else:
     raise ValueError(f'data={data!r} is not synthetic or sampler')
+  if per_call == 1:
+    draw = draw_one
+  else:  # the episodes of one call, stacked: [S, T, ...] per field, as the training loop does
+    draw = lambda i: [tf.stack(f) for f in zip(*[draw_one(i * per_call + j) for j in range(per_call)])]
 
   t0 = time.perf_counter()
   out = step(*draw(0))
-  float(out['loss'])
+  float(out['loss'][-1] if per_call > 1 else out['loss'])
   compile_s = time.perf_counter() - t0
 
-  for i in range(warmup):
+  for i in range(-(-warmup // per_call)):
     out = step(*draw(i))
-  float(out['loss'])
+  float(tf.reduce_sum(out['loss']))
 
+  calls = -(-iterations // per_call)
+  iterations = calls * per_call
+  calls_per_chunk = max(1, CHUNK // per_call)
   rates, sampling_s, timed_s = [], 0.0, 0.0
-  for start in range(0, iterations, CHUNK):
-    n = min(CHUNK, iterations - start)
+  for start in range(0, calls, calls_per_chunk):
+    n = min(calls_per_chunk, calls - start)
     t0 = time.perf_counter()
     for i in range(n):
       t_sample = time.perf_counter()
       episode = draw(start + i)
       sampling_s += time.perf_counter() - t_sample
       out = step(*episode)
-    final_loss = float(out['loss'])
+    final_loss = float(tf.reshape(out['loss'], [-1])[-1])
     dt = time.perf_counter() - t0
     timed_s += dt
-    rates.append(n / dt)
+    rates.append(n * per_call / dt)
 
   median = statistics.median(rates)  # the headline; its_mean below is all timed iterations / time
   result = _context(cfg, objective)
   result.update({
       'compile_s': compile_s, 'warmup': warmup, 'iterations': iterations, 'chunks': len(rates),
-      'chunk_size': CHUNK, 'its_median': median, 'its_mean': iterations / timed_s,
+      'chunk_size': calls_per_chunk * per_call, 'steps_per_call': per_call, 'its_median': median,
+      'its_mean': iterations / timed_s,
       'its_min': min(rates), 'its_max': max(rates), 'timed_s': timed_s,
       'sampling_share': sampling_s / timed_s, 'data': data,
       'final_loss': final_loss,

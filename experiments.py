@@ -16,7 +16,7 @@ import math
 from typing import Mapping
 
 DATASOURCES = ('sinusoid', 'omniglot', 'miniimagenet')
-TASK_PARALLELISM = ('vectorized_map', 'map_fn', 'loop')
+TASK_PARALLELISM = ('vectorized_map', 'batched', 'map_fn', 'loop')
 METRICS = ('mse', 'accuracy')
 NORMS = ('batch_norm', 'layer_norm', 'None')
 BASELINES = (None, 'oracle', 'finetune', 'nearest_neighbor')
@@ -84,6 +84,7 @@ class Config:
   data_dir: str | None = None         # folder with the raw dataset files (zips, CSVs).
   jit_compile: bool = True            # XLA; pays for small MLPs on CPU.
   task_parallelism: str = 'vectorized_map'  # how the forward maps over tasks (maml.py); speed only.
+  steps_per_call: int = 1             # meta-updates per compiled call (a graph loop); speed only.
   summary_every: int = 100            # TensorBoard scalars (original: 100).
   print_every: int = 1000             # log lines with it/s and ETA (original: 1000 for sinusoid).
   checkpoint_every: int = 1000        # checkpoints (original: 1000).
@@ -98,7 +99,7 @@ class Config:
                     'checkpoint_every', 'jit_compile', 'task_parallelism', 'data_dir', 'eval_shots',
                     'num_test_tasks', 'test_query_size', 'eval_chunk', 'test_update_lr',
                     'test_update_lr_grid', 'num_tune_tasks', 'test_num_updates', 'eval_seed',
-                    'report_step', 'val_every', 'num_val_tasks')
+                    'report_step', 'val_every', 'num_val_tasks', 'steps_per_call')
 
   @property
   def train_query_size(self) -> int:
@@ -143,7 +144,7 @@ class Config:
           '(no meta-training, no meta-validation)')
     for field in ('num_classes', 'update_batch_size', 'meta_batch_size', 'num_test_tasks', 'num_filters',
                   'num_tune_tasks', 'eval_chunk', 'summary_every', 'print_every', 'checkpoint_every',
-                  'num_val_tasks'):
+                  'num_val_tasks', 'steps_per_call'):
       if getattr(self, field) < 1:
         bad(field, 'must be at least 1')
     for field in ('query_size', 'test_query_size'):
@@ -169,6 +170,8 @@ class Config:
       bad('eval_shots', 'must hold K values of at least 1')
     if any(h < 1 for h in self.hidden):
       bad('hidden', 'widths must be at least 1')
+    if self.steps_per_call > 1 and self.baseline in ('finetune', 'nearest_neighbor'):
+      bad('steps_per_call', 'must be 1 for the classifier baselines (their step is not looped)')
     if self.total_iterations == 0:
       bad('metatrain_iterations', 'and pretrain_iterations are both 0: nothing to train')
     return self
@@ -206,6 +209,8 @@ _SINUSOID = Config(
         'FC weights truncated_normal(std=0.01), biases 0, as the original construct_fc_weights',
         'query MSE is reported at every step 0..10; the original reported the support loss at step 0',
     ),
+    # A step takes microseconds: 100 updates per compiled call (same updates, 2-3x the speed).
+    steps_per_call=100,
     published=(Published(5, 1, 0.67, source=_TABLE2), Published(5, 5, 0.38, source=_TABLE2),
                Published(5, 10, 0.35, source=_TABLE2)),
 ).validate()
@@ -255,7 +260,7 @@ _OMNIGLOT = Config(
     update_batch_size=1, update_lr=0.4, num_updates=1, test_num_updates=10, report_step=3,
     meta_batch_size=32, metatrain_iterations=60_000, norm='batch_norm', num_filters=64,
     hidden=(256, 128, 64, 64), eval_shots=(1, 5), num_test_tasks=600, eval_chunk=50,
-    val_every=500, print_every=100, jit_compile=False, task_parallelism='map_fn',
+    val_every=500, print_every=100, jit_compile=False, task_parallelism='batched',
     source=_OMNI_SOURCE,
     choices=_IMAGE_CHOICES + (
         'the 5-shot cell is the 1-shot model tested at K=5, as the original (cbfinn/maml issue #3); '

@@ -60,6 +60,7 @@ flags.DEFINE_integer('query_size', None, 'Query examples per class at training (
 flags.DEFINE_string('data_dir', None, 'Folder with the raw dataset files (image rows).')
 flags.DEFINE_enum('task_parallelism', None, list(experiments.TASK_PARALLELISM),
                   'How the forward pass maps over the tasks of a meta-batch (speed only).')
+flags.DEFINE_integer('steps_per_call', None, 'Meta-updates per compiled call (speed only).')
 flags.DEFINE_integer('val_every', None, 'Iterations between meta-validations (0: never).')
 # Logging and checkpoints.
 flags.DEFINE_bool('log', True, 'Write TensorBoard summaries.')
@@ -87,7 +88,8 @@ TRAIN_FIELDS = ('num_classes', 'baseline', 'pretrain_iterations', 'meta_batch_si
                 'max_pool', 'stop_grad', 'seed', 'meta_grad_clip', 'adapt_norm', 'query_size',
                 'metatrain_iterations')
 RUNTIME_FLAGS = ('checkpoint_every', 'print_every', 'jit_compile', 'test_num_updates',
-                 'num_test_tasks', 'test_query_size', 'data_dir', 'task_parallelism', 'val_every')
+                 'num_test_tasks', 'test_query_size', 'data_dir', 'task_parallelism', 'val_every',
+                 'steps_per_call')
 
 
 def _training_overrides(test_mode: bool) -> dict:

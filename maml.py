@@ -14,8 +14,10 @@ over the task axis, so each task sees only its own parameters and, with batch no
 statistics. Because task t's loss depends only on slice t, the gradient of the summed support losses
 with respect to the tiled parameters is exactly the per-task gradient. How the forward maps over tasks
 (`task_parallelism`) changes speed, never results: 'vectorized_map' (batched kernels; fastest for
-dense nets, but TF cannot vectorize a convolution whose filter differs per task), 'map_fn' (a
-tf.while_loop over tasks) or 'loop' (unrolled in the graph).
+dense nets, but TF cannot vectorize a convolution whose filter differs per task), 'batched' (a
+forward function given by the caller that runs all tasks in batched kernels, e.g. grouped
+convolutions: models.task_batched_forward), 'map_fn' (a tf.while_loop over tasks) or 'loop'
+(unrolled in the graph).
 """
 
 from __future__ import annotations
@@ -51,14 +53,17 @@ class MAML:
     adapt_mask: one bool per trainable variable; False keeps it fixed in the inner loop (it is still
       meta-learned). None adapts everything.
     meta_grad_clip: clip each meta-gradient entry to [-c, c]; None for no clipping.
-    task_parallelism: 'vectorized_map', 'map_fn' or 'loop' (see the module docstring).
+    task_parallelism: 'vectorized_map', 'batched', 'map_fn' or 'loop' (see the module docstring).
+    batched_forward: for 'batched': fn(task_params [T, ...] each, x [T, M, ...]) -> [T, M, ...],
+      the model's forward pass with per-task parameters (aligned with trainable_variables).
   """
-  TASK_PARALLELISM = ('vectorized_map', 'map_fn', 'loop')
+  TASK_PARALLELISM = ('vectorized_map', 'batched', 'map_fn', 'loop')
 
   def __init__(self, model: keras.Model, loss_fn: LossFn, metric_fn: TaskFn, *, update_lr: float,
                num_updates: int, first_order: bool = False,
                adapt_mask: Sequence[bool] | None = None, meta_grad_clip: float | None = None,
-               task_parallelism: str = 'vectorized_map'):
+               task_parallelism: str = 'vectorized_map',
+               batched_forward: Callable[[list[tf.Tensor], tf.Tensor], tf.Tensor] | None = None):
     self.model = model
     self.loss_fn = loss_fn
     self.metric_fn = metric_fn
@@ -73,6 +78,9 @@ class MAML:
     if task_parallelism not in self.TASK_PARALLELISM:
       raise ValueError(f'task_parallelism={task_parallelism!r} is not one of {self.TASK_PARALLELISM}')
     self.task_parallelism = task_parallelism
+    if (task_parallelism == 'batched') != (batched_forward is not None):
+      raise ValueError("batched_forward is needed by task_parallelism='batched', and only by it")
+    self.batched_forward = batched_forward
 
   # --- functional pieces -------------------------------------------------------------------------
 
@@ -98,6 +106,8 @@ class MAML:
       params, inputs = args
       return self.model.stateless_call(list(params), state, inputs, training=True)[0]
 
+    if self.task_parallelism == 'batched':
+      return self.batched_forward(list(task_params), x)
     if self.task_parallelism == 'vectorized_map':
       return tf.vectorized_map(one_task, (list(task_params), x), fallback_to_while_loop=False)
     if self.task_parallelism == 'map_fn':
@@ -175,21 +185,38 @@ class MAML:
   # --- compiled steps ----------------------------------------------------------------------------
 
   def make_train_step(self, optimizer: keras.optimizers.Optimizer, objective: str = 'maml',
-                      jit_compile: bool = False):
+                      jit_compile: bool = False, steps_per_call: int = 1):
     """A compiled meta-update: episode -> {'loss', 'pre_loss', 'post_loss'} (scalars).
 
     'loss' is the objective minimized (the meta-loss for 'maml'); pre/post are the mean support loss
     before adaptation and the mean query loss after num_updates steps.
+
+    steps_per_call = S > 1: the function takes S episodes stacked on a new leading axis ([S, T, ...]
+    each) and runs S meta-updates in one graph loop, returning [S] per key. The updates are those of
+    S calls in turn; one dispatch from Python instead of S is what a step of microseconds (sinusoid)
+    is mostly made of.
     """
+    if steps_per_call < 1:
+      raise ValueError(f'steps_per_call={steps_per_call} must be at least 1')
     variables = self.model.trainable_variables
 
-    def step(support_x, support_y, query_x, query_y):
-      grads, loss, pre, post = self.meta_gradient((support_x, support_y, query_x, query_y),
-                                                  objective)
+    def update(episode):
+      grads, loss, pre, post = self.meta_gradient(episode, objective)
       optimizer.apply(grads, variables)
       return {'loss': loss, 'pre_loss': tf.reduce_mean(pre), 'post_loss': tf.reduce_mean(post)}
 
-    return tf.function(step, jit_compile=jit_compile)
+    def step(support_x, support_y, query_x, query_y):
+      return update((support_x, support_y, query_x, query_y))
+
+    def loop(*episodes):
+      dtype = variables[0].dtype
+      out = {k: tf.TensorArray(dtype, size=steps_per_call) for k in ('loss', 'pre_loss', 'post_loss')}
+      for s in tf.range(steps_per_call):
+        values = update(tuple(e[s] for e in episodes))
+        out = {k: out[k].write(s, tf.cast(values[k], dtype)) for k in out}
+      return {k: v.stack() for k, v in out.items()}
+
+    return tf.function(step if steps_per_call == 1 else loop, jit_compile=jit_compile)
 
   def make_eval_step(self, steps: int, jit_compile: bool = False, return_outputs: bool = False):
     """A compiled meta-test: adapts with `steps` plain SGD steps, no meta-update.

@@ -8,8 +8,9 @@ functional parameters.
 from __future__ import annotations
 
 import keras
+import tensorflow as tf  # task_batched_forward: grouped convolutions (keras.ops has no groups)
 
-from experiments import Config
+from experiments import Config, ConfigError
 
 class Normalization(keras.layers.Layer):
   """Batch or layer normalization that always uses the statistics of the current call.
@@ -24,11 +25,11 @@ class Normalization(keras.layers.Layer):
   averages, which the original never used. kind='layer': statistics over the channels.
   """
 
-  def __init__(self, kind: str, scale: bool, epsilon: float, **kwargs):
+  def __init__(self, kind: str, scale: bool, epsilon: float, fused: bool = True, **kwargs):
     super().__init__(**kwargs)
     if kind not in ('batch', 'layer'):
       raise ValueError(f'kind must be batch or layer, not {kind!r}')
-    self.kind, self.scale, self.epsilon = kind, scale, epsilon
+    self.kind, self.scale, self.epsilon, self.fused = kind, scale, epsilon, fused
 
   def build(self, input_shape):
     channels = input_shape[-1]
@@ -37,17 +38,40 @@ class Normalization(keras.layers.Layer):
                   if self.scale else None)
 
   def call(self, x):
-    axes = tuple(range(len(x.shape) - 1)) if self.kind == 'batch' else (-1,)
+    if self.kind == 'batch':
+      return self.batch_norm(x, self.beta, self.gamma)
+    return self.normalize(x, (-1,), self.beta, self.gamma)
+
+  def batch_norm(self, x, beta, gamma):
+    """normalize() over every axis but the last (channels [C]: beta, gamma [C]).
+
+    float32 runs TensorFlow's fused kernels, several times faster on large images: the forward and
+    first derivative are exact kernels, and its second derivative (FusedBatchNormGradGrad) is
+    exact too, since it differentiates an explicit gradient formula only once (tests/test_models.py
+    checks the meta-gradient against normalize(), which tests/test_maml.py checks against finite
+    differences). Other dtypes (float64 in the tests), or fused=False, use normalize().
+    """
+    # The fused op's dtype and epsilon floor.
+    if not self.fused or x.dtype != tf.float32 or self.epsilon < 1.001e-5:
+      return self.normalize(x, tuple(range(len(x.shape) - 1)), beta, gamma)
+    channels = tf.shape(beta)[-1]
+    scale = gamma if gamma is not None else tf.ones_like(beta)
+    y, _, _ = tf.compat.v1.nn.fused_batch_norm(tf.reshape(x, [-1, 1, 1, channels]), scale, beta,
+                                               epsilon=self.epsilon, is_training=True)
+    return tf.reshape(y, tf.shape(x))
+
+  def normalize(self, x, axes, beta, gamma):
+    """(x - mean) / sqrt(var + eps) * gamma + beta, moments over `axes` (beta, gamma broadcast)."""
     mean = keras.ops.mean(x, axis=axes, keepdims=True)
     var = keras.ops.mean(keras.ops.square(x - mean), axis=axes, keepdims=True)
     y = (x - mean) * keras.ops.rsqrt(var + self.epsilon)
-    if self.gamma is not None:
-      y = y * self.gamma
-    return y + self.beta
+    if gamma is not None:
+      y = y * gamma
+    return y + beta
 
   def get_config(self):
     return {**super().get_config(), 'kind': self.kind, 'scale': self.scale,
-            'epsilon': self.epsilon}
+            'epsilon': self.epsilon, 'fused': self.fused}
 
 
 # Normalization variables are kept out of the inner loop, as in the original (they are not in its
@@ -148,3 +172,111 @@ def inner_loop_mask(model: keras.Model, adapt_norm: bool = False) -> tuple[bool,
   if not adapt_norm:
     visit(model)
   return tuple(id(v) not in frozen for v in model.trainable_variables)
+
+
+# --- task-batched forward pass ---------------------------------------------------------------------
+
+def _check_grouped_conv_gradients() -> None:
+  """Raises ConfigError where TensorFlow cannot differentiate a grouped convolution (CPU builds
+  without oneDNN, or TF_ENABLE_ONEDNN_OPTS=0)."""
+  @tf.function
+  def grads(x, kernel):
+    with tf.GradientTape() as tape:
+      tape.watch([x, kernel])
+      y = tf.nn.conv2d(x, kernel, 1, 'SAME')
+    return tape.gradient(y, [x, kernel])
+
+  try:
+    grads(tf.ones([1, 3, 3, 4]), tf.ones([3, 3, 2, 4]))  # 2 groups
+  except tf.errors.InvalidArgumentError:
+    raise ConfigError('task_parallelism=batched needs gradients of grouped convolutions, which '
+                      'this TensorFlow lacks on this device (a CPU build without oneDNN, or '
+                      'TF_ENABLE_ONEDNN_OPTS=0); use --task_parallelism=map_fn (the same results, '
+                      'slower)') from None
+
+
+def task_batched_forward(model: keras.Model):
+  """The model's forward pass for T tasks at once, each with its own parameters, in batched kernels.
+
+  Returns fn(task_params, x) -> [T, M, outputs], with task_params aligned with
+  model.trainable_variables and shaped [T, ...], and x [T, M, ...]; the same function as
+  `model.stateless_call` mapped over the tasks (tests/test_models.py), in one grouped convolution
+  per conv layer (groups = tasks) and one batched matmul per dense layer instead of a loop over
+  tasks: TensorFlow cannot vectorize a convolution whose filter differs per task.
+
+  Image activations are folded to [M, H, W, T*C] (channel t*C + c is channel c of task t), the
+  layout of grouped convolutions, so convolutions, bias, batch norm, ReLU and pooling all act per
+  task and channel; dense activations are [T, M, D]. Supports the layers this module builds
+  (Conv2D, Normalization, ReLU, Activation, MaxPool2D, GlobalAveragePooling2D, Flatten, Dense);
+  anything else raises ValueError when the function is made. The gradients of grouped convolutions exist on GPU
+  and, on CPU, in TensorFlow's oneDNN kernels for float32 (the default on x86).
+  """
+  index = {id(v): i for i, v in enumerate(model.trainable_variables)}
+  elementwise = (keras.layers.ReLU, keras.layers.Activation)
+  supported = (keras.layers.InputLayer, keras.layers.Conv2D, Normalization, *elementwise,
+               keras.layers.MaxPool2D, keras.layers.GlobalAveragePooling2D, keras.layers.Flatten,
+               keras.layers.Dense)
+  for layer in model.layers:
+    if not isinstance(layer, supported) or layer.non_trainable_variables:
+      raise ConfigError(f'task_parallelism=batched does not support layer {layer.name} '
+                        f'({type(layer).__name__}); use --task_parallelism=map_fn')
+    if isinstance(layer, keras.layers.Conv2D) and (
+        layer.groups != 1 or layer.data_format != 'channels_last' or max(layer.dilation_rate) > 1):
+      raise ConfigError(f'task_parallelism=batched supports plain channels_last convolutions, not '
+                        f'{layer.name}; use --task_parallelism=map_fn')
+  if any(isinstance(layer, keras.layers.Conv2D) for layer in model.layers):
+    _check_grouped_conv_gradients()
+
+  def unfold(h, tasks):  # [M, H, W, T*C] -> [M, H, W, T, C]
+    return tf.reshape(h, tf.concat([tf.shape(h)[:3], [tasks, -1]], 0))
+
+  def fold(h):  # [M, H, W, T, C] -> [M, H, W, T*C]
+    return tf.reshape(h, tf.concat([tf.shape(h)[:3], [-1]], 0))
+
+  def flat(p):  # per-task channel parameters [T, C] -> [T*C], the folded channel order
+    return tf.reshape(p, [-1])
+
+  def forward(task_params, x):
+    tasks = tf.shape(x)[0]
+    image = len(x.shape) == 5
+    h = fold(tf.transpose(x, [1, 2, 3, 0, 4])) if image else x  # [M, H, W, T*C] or [T, M, D]
+    for layer in model.layers:
+      params = [task_params[index[id(v)]] for v in layer.trainable_variables]
+      if isinstance(layer, keras.layers.Conv2D):
+        kernel = params[0]  # [T, kh, kw, C, F] -> [kh, kw, C, T*F]: group t holds task t's filters
+        kernel = tf.reshape(tf.transpose(kernel, [1, 2, 3, 0, 4]),
+                            tf.concat([tf.shape(kernel)[1:4], [-1]], 0))
+        h = tf.nn.conv2d(h, kernel, layer.strides, layer.padding.upper())
+        if layer.use_bias:
+          h = tf.nn.bias_add(h, flat(params[1]))
+        h = layer.activation(h)
+      elif isinstance(layer, Normalization):
+        beta, gamma = params[0], (params[1] if layer.scale else None)
+        if image and layer.kind == 'batch':  # statistics over M, H, W per task and channel
+          h = layer.batch_norm(h, flat(beta), None if gamma is None else flat(gamma))
+        elif image:  # layer norm: over each task's own channels
+          h = fold(layer.normalize(unfold(h, tasks), (-1,), beta, gamma))
+        else:  # [T, M, D] against [T, D] parameters: over M (batch) or D (layer) per task
+          gamma = None if gamma is None else gamma[:, None]
+          h = layer.normalize(h, (1,) if layer.kind == 'batch' else (-1,), beta[:, None], gamma)
+      elif isinstance(layer, elementwise):
+        h = layer.call(h)
+      elif isinstance(layer, keras.layers.MaxPool2D):
+        h = tf.nn.max_pool2d(h, layer.pool_size, layer.strides, layer.padding.upper())
+      elif isinstance(layer, keras.layers.GlobalAveragePooling2D):
+        h = tf.reduce_mean(h, axis=(1, 2))  # [M, T*C]
+        h = tf.transpose(tf.reshape(h, [tf.shape(h)[0], tasks, -1]), [1, 0, 2])  # [T, M, C]
+        image = False
+      elif isinstance(layer, keras.layers.Flatten):
+        if image:  # [M, h, w, T*C] -> [T, M, h*w*C], Flatten's order within each task
+          h = tf.transpose(unfold(h, tasks), [3, 0, 1, 2, 4])
+          image = False
+        h = tf.reshape(h, tf.concat([tf.shape(h)[:2], [-1]], 0))
+      elif isinstance(layer, keras.layers.Dense):
+        h = tf.matmul(h, params[0])  # [T, M, D] x [T, D, N]
+        if layer.use_bias:
+          h = h + params[1][:, None]
+        h = layer.activation(h)
+    return h
+
+  return forward

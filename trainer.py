@@ -44,14 +44,21 @@ class Setup:
   iteration: tf.Variable
 
 
+def make_learner(cfg: Config, model: keras.Model, loss_fn, metric_fn, num_updates: int) -> MAML:
+  """MAML over `model` with the row's alpha, inner-loop mask, clipping and task parallelism."""
+  batched = models.task_batched_forward(model) if cfg.task_parallelism == 'batched' else None
+  return MAML(model, loss_fn, metric_fn, update_lr=cfg.update_lr, num_updates=num_updates,
+              first_order=cfg.stop_grad, adapt_mask=models.inner_loop_mask(model, cfg.adapt_norm),
+              meta_grad_clip=cfg.meta_grad_clip, task_parallelism=cfg.task_parallelism,
+              batched_forward=batched)
+
+
 def build(cfg: Config) -> Setup:
   """Model, learner and Adam(beta) for a row; keras.utils.set_random_seed(cfg.seed) fixes theta_0."""
   keras.utils.set_random_seed(cfg.seed)
   model = models.build_model(cfg)
   loss_fn, metric_fn = utils.loss_and_metric(cfg)
-  learner = MAML(model, loss_fn, metric_fn, update_lr=cfg.update_lr, num_updates=cfg.num_updates,
-                 first_order=cfg.stop_grad, adapt_mask=models.inner_loop_mask(model, cfg.adapt_norm),
-                 meta_grad_clip=cfg.meta_grad_clip, task_parallelism=cfg.task_parallelism)
+  learner = make_learner(cfg, model, loss_fn, metric_fn, cfg.num_updates)
   optimizer = keras.optimizers.Adam(cfg.meta_lr)
   optimizer.build(model.trainable_variables)
   return Setup(cfg, model, learner, optimizer, tf.Variable(0, dtype=tf.int64, trainable=False))
@@ -109,7 +116,9 @@ class _Meter:
   def flush(self, iteration: int) -> dict[str, float] | None:
     if not self._pending:
       return None
-    values = {k: np.array([float(o[k]) for o in self._pending]) for k in self._pending[0]}
+    # Each entry holds one iteration's scalars, or [S] per key from a looped call.
+    values = {k: np.concatenate([np.reshape(o[k], [-1]) for o in self._pending])
+              for k in self._pending[0]}
     self._pending = []
     for name, v in values.items():
       if not np.all(np.isfinite(v)):
@@ -145,13 +154,17 @@ def train(cfg: Config, run_dir: str, *, resume: bool = True, log_summaries: bool
     logging.info('%s already trained to iteration %d', run_dir, it)
     return it
 
-  steps = {}
-  if cfg.pretrain_iterations and cfg.baseline in baselines.CLASSIFIER_BASELINES:
-    steps['pretrain'] = baselines.make_classify_step(setup.model, setup.optimizer, cfg.jit_compile)
-  elif cfg.pretrain_iterations:
-    steps['pretrain'] = setup.learner.make_train_step(setup.optimizer, 'pretrain', cfg.jit_compile)
-  if cfg.metatrain_iterations:
-    steps['maml'] = setup.learner.make_train_step(setup.optimizer, 'maml', cfg.jit_compile)
+  steps, loops = {}, {}  # objective -> one update; -> steps_per_call updates per call
+  objectives = (['pretrain'] if cfg.pretrain_iterations else []) + (
+      ['maml'] if cfg.metatrain_iterations else [])
+  for objective in objectives:
+    if objective == 'pretrain' and cfg.baseline in baselines.CLASSIFIER_BASELINES:
+      steps[objective] = baselines.make_classify_step(setup.model, setup.optimizer, cfg.jit_compile)
+      continue
+    steps[objective] = setup.learner.make_train_step(setup.optimizer, objective, cfg.jit_compile)
+    if cfg.steps_per_call > 1:
+      loops[objective] = setup.learner.make_train_step(setup.optimizer, objective, cfg.jit_compile,
+                                                       cfg.steps_per_call)
   writer = tf.summary.create_file_writer(os.path.join(run_dir, 'train')) if log_summaries else None
   validator = _Validator(setup, ckpt, run_dir, writer) if cfg.val_every else None
   meter = _Meter()
@@ -178,13 +191,19 @@ def train(cfg: Config, run_dir: str, *, resume: bool = True, log_summaries: bool
 
   logging.info('training %s: iterations %d..%d (pretrain %d, meta-train %d) in %s', cfg.name,
                it, total, cfg.pretrain_iterations, cfg.metatrain_iterations, run_dir)
+  sizes = (cfg.meta_batch_size, cfg.update_batch_size * cfg.num_classes,
+           cfg.train_query_size * cfg.num_classes)
   try:
     while it < total:
       objective = 'pretrain' if it < cfg.pretrain_iterations else 'maml'
-      q = cfg.train_query_size * cfg.num_classes
-      episode = sampler.sample(cfg.meta_batch_size, cfg.update_batch_size * cfg.num_classes, q)
-      meter.add(steps[objective](*episode[:4]))
-      it += 1
+      # A looped call never steps over an iteration at which something is logged or saved.
+      if objective in loops and _next_event(cfg, it) - it >= cfg.steps_per_call:
+        episodes = [sampler.sample(*sizes)[:4] for _ in range(cfg.steps_per_call)]
+        meter.add(loops[objective](*[tf.stack(field) for field in zip(*episodes)]))
+        it += cfg.steps_per_call
+      else:
+        meter.add(steps[objective](*sampler.sample(*sizes)[:4]))
+        it += 1
       if it % cfg.summary_every == 0 or it == total:
         values = meter.flush(it)
         write_summaries(values)
@@ -218,6 +237,17 @@ def train(cfg: Config, run_dir: str, *, resume: bool = True, log_summaries: bool
   logging.info('training done: iteration %d, %s', it, utils.format_duration(time.perf_counter() -
                                                                              t_start))
   return it
+
+
+def _next_event(cfg: Config, it: int) -> int:
+  """The first iteration after `it` at which the loop logs, validates, saves or switches objective."""
+  events = [cfg.total_iterations]
+  for every in (cfg.summary_every, cfg.print_every, cfg.checkpoint_every, cfg.val_every):
+    if every:
+      events.append((it // every + 1) * every)
+  if it < cfg.pretrain_iterations:
+    events.append(cfg.pretrain_iterations)
+  return min(events)
 
 
 class _Validator:
@@ -312,9 +342,7 @@ def _make_eval_fn(setup: Setup):
   learner = setup.learner
   if cfg.baseline == 'finetune':
     model = baselines.task_model(setup.model, cfg)
-    learner = MAML(model, learner.loss_fn, learner.metric_fn, update_lr=cfg.update_lr,
-                   num_updates=0, adapt_mask=models.inner_loop_mask(model, cfg.adapt_norm),
-                   task_parallelism=cfg.task_parallelism)
+    learner = make_learner(cfg, model, learner.loss_fn, learner.metric_fn, num_updates=0)
   return learner.make_eval_step(cfg.test_num_updates, cfg.jit_compile)
 
 

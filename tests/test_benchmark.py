@@ -29,15 +29,25 @@ def check_record(result, path, objective):
 
 
 def test_benchmark_maml(tmp_path):
-  cfg = experiments.get('sinusoid_maml').replace(jit_compile=False, meta_batch_size=5)
+  cfg = experiments.get('sinusoid_maml').replace(jit_compile=False, meta_batch_size=5,
+                                                 steps_per_call=1)
   result = benchmark.run_benchmark(cfg, iterations=20, out_dir=str(tmp_path), warmup=2)
   saved = check_record(result, tmp_path / 'sinusoid_maml.nojit.json', 'maml')
   assert saved['experiment'] == 'sinusoid_maml' and not saved['first_order']
   assert saved['meta_batch_size'] == 5 and saved['jit_compile'] is False
 
 
+def test_benchmark_counts_every_iteration_of_a_looped_call(tmp_path):
+  cfg = experiments.get('sinusoid_maml').replace(meta_batch_size=5, steps_per_call=5)
+  result = benchmark.run_benchmark(cfg, iterations=18, out_dir=str(tmp_path), warmup=2)
+  # 18 iterations round up to 4 calls of 5, timed 2 calls (10 iterations) per chunk.
+  saved = check_record(result, tmp_path / 'sinusoid_maml.json', 'maml')
+  assert saved['steps_per_call'] == 5 and saved['chunk_size'] == 10
+
+
 def test_benchmark_pretrained_first_order_name(tmp_path):
-  cfg = experiments.get('sinusoid_pretrained').replace(jit_compile=False, stop_grad=True)
+  cfg = experiments.get('sinusoid_pretrained').replace(jit_compile=False, stop_grad=True,
+                                                       steps_per_call=1)
   result = benchmark.run_benchmark(cfg, iterations=20, out_dir=str(tmp_path), warmup=2)
   check_record(result, tmp_path / 'sinusoid_pretrained.first_order.nojit.json', 'pretrain')
 

@@ -85,6 +85,22 @@ def test_resume_continues_exactly(tmp_path):
     np.testing.assert_array_equal(x.numpy(), y.numpy())
 
 
+def test_steps_per_call_changes_speed_not_results(tmp_path):
+  """Looped calls (with remainders before every log, checkpoint and the pretrain -> MAML switch)
+  train the same weights as one update per call."""
+  cfg = experiments.get('sinusoid_maml').replace(
+      pretrain_iterations=15, metatrain_iterations=32, checkpoint_every=20, summary_every=10,
+      print_every=20, jit_compile=False)
+  weights = []
+  for steps_per_call in (1, 7):
+    run_dir = str(tmp_path / str(steps_per_call))
+    assert trainer.train(cfg.replace(steps_per_call=steps_per_call), run_dir) == 47
+    setup, _ = trainer.restore_for_eval(cfg, run_dir)
+    weights.append([v.numpy() for v in setup.model.variables])
+  for x, y in zip(*weights):
+    np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-9)
+
+
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
   cfg = experiments.get('sinusoid_maml').replace(
       metatrain_iterations=100, checkpoint_every=10, summary_every=5, print_every=50,

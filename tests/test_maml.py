@@ -39,9 +39,10 @@ def episode(num_tasks=3, k=4, q=5, d=2, seed=0):
 
 def learner(model, first_order=False, num_updates=1, lr=0.1, mask=None, clip=None,
             task_parallelism='vectorized_map'):
+  batched = models.task_batched_forward(model) if task_parallelism == 'batched' else None
   return MAML(model, utils.mse, utils.mse, update_lr=lr, num_updates=num_updates,
               first_order=first_order, adapt_mask=mask, meta_grad_clip=clip,
-              task_parallelism=task_parallelism)
+              task_parallelism=task_parallelism, batched_forward=batched)
 
 
 def unflatten(l, flat_theta):
@@ -209,6 +210,29 @@ def test_train_step_applies_adam_to_the_meta_gradient():
     moved = v.numpy() - t
     big = np.abs(g.numpy()) > 1e-4
     np.testing.assert_allclose(moved[big], -1e-2 * np.sign(g.numpy()[big]), rtol=1e-3)
+
+
+@pytest.mark.parametrize('objective,jit', [('maml', False), ('maml', True), ('pretrain', False)])
+def test_looped_train_step_equals_single_steps(objective, jit):
+  """steps_per_call=S runs the same S Adam meta-updates as S calls of the single step."""
+  episodes = [episode(seed=s) for s in range(3)]
+  results = []
+  for steps_per_call in (1, 3):
+    model = small_net(seed=1)
+    l = learner(model, num_updates=2, lr=0.3)
+    opt = keras.optimizers.Adam(1e-2)
+    opt.build(model.trainable_variables)
+    step = l.make_train_step(opt, objective, jit, steps_per_call)
+    if steps_per_call == 1:
+      losses = [float(step(*ep)['post_loss']) for ep in episodes]
+    else:
+      losses = list(step(*[tf.stack(f) for f in zip(*episodes)])['post_loss'].numpy())
+    results.append((losses, [v.numpy() for v in model.trainable_variables]))
+  (single_losses, single_theta), (loop_losses, loop_theta) = results
+  np.testing.assert_allclose(loop_losses, single_losses, rtol=1e-12)
+  assert len(set(np.round(single_losses, 8))) == 3  # three different episodes and updates
+  for a, b in zip(loop_theta, single_theta):
+    np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
 
 
 def test_eval_step_reports_every_step_and_step_zero_is_theta():

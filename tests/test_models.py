@@ -1,5 +1,10 @@
 """The paper's networks (parameter counts, shapes, masks) and the classification loss and metric."""
 
+import os
+import pathlib
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -68,3 +73,121 @@ def test_query_loss_is_divided_by_the_support_k():
                           first_order=False)
   ce = tf.nn.softmax_cross_entropy_with_logits(qy, learner.forward(fast, qx))
   np.testing.assert_allclose(post.numpy(), tf.reduce_sum(ce, -1).numpy() / 1.0, rtol=1e-5)
+
+
+def per_task_params(model, tasks, seed=0):
+  """theta tiled over T tasks, each copy perturbed differently (so a mix-up of tasks shows)."""
+  rng = np.random.default_rng(seed)
+  return [tf.constant(v.numpy()[None] + 0.1 * rng.normal(size=(tasks, *v.shape)), v.dtype)
+          for v in model.trainable_variables]
+
+
+@pytest.mark.parametrize('row', ['omniglot_5way_1shot', 'miniimagenet_5way_1shot',
+                                 'omniglot_5way_1shot_noconv'])
+def test_task_batched_forward_equals_the_model_per_task(row):
+  cfg = experiments.get(row).replace(num_filters=8)
+  model = models.build_model(cfg)
+  shape = models.IMAGE_SHAPES[cfg.datasource]
+  x = tf.random.stateless_uniform([3, 4, *shape], seed=[0, 1])
+  params = per_task_params(model, 3)
+  batched = models.task_batched_forward(model)(params, x)
+  for t in range(3):
+    expected = model.stateless_call([p[t] for p in params], [], x[t], training=True)[0]
+    np.testing.assert_allclose(batched[t].numpy(), expected.numpy(), rtol=2e-4, atol=2e-5)
+
+
+def tiny_conv_net(norm, fused=True):
+  """A small float32 conv net with every layer kind task_batched_forward knows."""
+  keras.utils.set_random_seed(0)
+  norm_kwargs = {'fused': fused} if norm == 'batch_norm' else {}
+  inputs = keras.Input((6, 6, 2))
+  h = keras.layers.Conv2D(3, 3, strides=2, padding='same')(inputs)
+  h = models.norm_layer(norm, **norm_kwargs)(h)
+  h = keras.layers.ReLU()(h)
+  h = keras.layers.Conv2D(3, 3, padding='same')(h)
+  h = keras.layers.MaxPool2D(2, 2, padding='valid')(h)
+  h = keras.layers.Flatten()(h)
+  h = keras.layers.Dense(4)(h)
+  h = models.norm_layer(norm, **norm_kwargs)(h)
+  return keras.Model(inputs, keras.layers.Dense(3)(h))
+
+
+def classification_episode(tasks=3, n=3, k=1, q=2, size=6, channels=2, seed=0):
+  rng = np.random.default_rng(seed)
+  sx, qx = (tf.constant(rng.uniform(size=(tasks, n * m, size, size, channels)), tf.float32)
+            for m in (k, q))
+  sy, qy = (tf.one_hot(np.tile(np.arange(n), (tasks, m)), n) for m in (k, q))
+  return sx, sy, qx, qy
+
+
+def meta_gradient_fn(model, parallelism, first_order=False, num_updates=2):
+  batched = models.task_batched_forward(model) if parallelism == 'batched' else None
+  learner = MAML(model, utils.xent, utils.accuracy, update_lr=0.3, num_updates=num_updates,
+                 first_order=first_order, adapt_mask=models.inner_loop_mask(model, True),
+                 task_parallelism=parallelism, batched_forward=batched)
+  return tf.function(lambda *ep: learner.meta_gradient(ep))  # grouped conv gradients: graph mode
+
+
+def assert_same_gradients(a, b):
+  """float32 gradients equal up to rounding, measured against the largest entry: conv biases before
+  batch norm have a true gradient of 0, so theirs are rounding noise on both sides."""
+  scale = max(float(tf.reduce_max(tf.abs(g))) for g in b)
+  for x, y in zip(a, b):
+    np.testing.assert_allclose(x.numpy(), y.numpy(), rtol=1e-3, atol=1e-4 * scale)
+
+
+@pytest.mark.parametrize('norm', ['batch_norm', 'layer_norm'])
+@pytest.mark.parametrize('first_order', [False, True])
+def test_batched_task_parallelism_gives_the_same_meta_gradient(norm, first_order):
+  """Second-order meta-gradient and losses of 'batched' equal those of the per-task map_fn."""
+  model = tiny_conv_net(norm)
+  ep = classification_episode()
+  results = [meta_gradient_fn(model, p, first_order)(*ep) for p in ('map_fn', 'batched')]
+  (grads_a, *losses_a), (grads_b, *losses_b) = results
+  assert_same_gradients(grads_b, grads_a)
+  for a, b in zip(losses_a, losses_b):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5)
+
+
+def test_fused_batch_norm_gives_the_exact_meta_gradient():
+  """float32 batch norm runs TF's fused kernels; its second-order meta-gradient equals that of the
+  explicit formula (whose exactness tests/test_maml.py checks against finite differences), while
+  dropping the variance's dependence on the mean in the second derivative (tf.nn.moments) would
+  shows as a difference of the gradients' own size."""
+  ep = classification_episode(k=2, q=3)
+  fused = meta_gradient_fn(tiny_conv_net('batch_norm', fused=True), 'map_fn')(*ep)[0]
+  formula = meta_gradient_fn(tiny_conv_net('batch_norm', fused=False), 'map_fn')(*ep)[0]
+  assert_same_gradients(fused, formula)
+
+  def moments_variance(self, x, axes, beta, gamma):  # the variance as tf.nn.moments computes it
+    mean = tf.reduce_mean(x, axes, keepdims=True)
+    var = tf.reduce_mean(tf.square(x - tf.stop_gradient(mean)), axes, keepdims=True)
+    return (x - mean) * tf.math.rsqrt(var + self.epsilon) + beta
+
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(models.Normalization, 'normalize', moments_variance)
+    wrong = meta_gradient_fn(tiny_conv_net('batch_norm', fused=False), 'map_fn')(*ep)[0]
+  with pytest.raises(AssertionError):
+    assert_same_gradients(wrong, formula)
+
+
+def test_task_batched_forward_rejects_unknown_layers():
+  inputs = keras.Input((4, 4, 1))
+  h = keras.layers.Conv2D(2, 3)(inputs)
+  h = keras.layers.BatchNormalization()(h)
+  model = keras.Model(inputs, keras.layers.Flatten()(h))
+  with pytest.raises(ValueError, match='BatchNormalization'):
+    models.task_batched_forward(model)
+
+
+def test_batched_without_grouped_conv_gradients_is_one_clear_error():
+  """With oneDNN off, TensorFlow's CPU kernels cannot differentiate grouped convolutions."""
+  if tf.config.list_physical_devices('GPU'):
+    pytest.skip('GPUs differentiate grouped convolutions')
+  code = ('import experiments, models\n'
+          'models.task_batched_forward(models.build_model(experiments.get("omniglot_5way_1shot")))')
+  env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS='0', TF_CPP_MIN_LOG_LEVEL='3')
+  proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env,
+                        cwd=pathlib.Path(__file__).resolve().parents[1], timeout=120)
+  assert proc.returncode != 0 and 'ConfigError: task_parallelism=batched needs gradients' in proc.stderr
+  assert '--task_parallelism=map_fn' in proc.stderr

@@ -17,6 +17,7 @@ from typing import Mapping
 
 DATASOURCES = ('sinusoid', 'omniglot', 'miniimagenet')
 TASK_PARALLELISM = ('vectorized_map', 'batched', 'map_fn', 'loop')
+DISTRIBUTE = ('none', 'mirrored', 'multi_worker')
 METRICS = ('mse', 'accuracy')
 NORMS = ('batch_norm', 'layer_norm', 'None')
 BASELINES = (None, 'oracle', 'finetune', 'nearest_neighbor')
@@ -85,6 +86,7 @@ class Config:
   jit_compile: bool = True            # XLA; pays for small MLPs on CPU.
   task_parallelism: str = 'vectorized_map'  # how the forward maps over tasks (maml.py); speed only.
   steps_per_call: int = 1             # meta-updates per compiled call (a graph loop); speed only.
+  distribute: str = 'none'            # 'mirrored' (devices of one machine) | 'multi_worker' (TF_CONFIG).
   summary_every: int = 100            # TensorBoard scalars (original: 100).
   print_every: int = 1000             # log lines with it/s and ETA (original: 1000 for sinusoid).
   checkpoint_every: int = 1000        # checkpoints (original: 1000).
@@ -99,7 +101,7 @@ class Config:
                     'checkpoint_every', 'jit_compile', 'task_parallelism', 'data_dir', 'eval_shots',
                     'num_test_tasks', 'test_query_size', 'eval_chunk', 'test_update_lr',
                     'test_update_lr_grid', 'num_tune_tasks', 'test_num_updates', 'eval_seed',
-                    'report_step', 'val_every', 'num_val_tasks', 'steps_per_call')
+                    'report_step', 'val_every', 'num_val_tasks', 'steps_per_call', 'distribute')
 
   @property
   def train_query_size(self) -> int:
@@ -170,6 +172,10 @@ class Config:
       bad('eval_shots', 'must hold K values of at least 1')
     if any(h < 1 for h in self.hidden):
       bad('hidden', 'widths must be at least 1')
+    if self.distribute not in DISTRIBUTE:
+      bad('distribute', f'is not one of {DISTRIBUTE}')
+    if self.distribute != 'none' and self.baseline in ('finetune', 'nearest_neighbor'):
+      bad('distribute', 'is for meta-training; the classifier baselines train on one device')
     if self.steps_per_call > 1 and self.baseline in ('finetune', 'nearest_neighbor'):
       bad('steps_per_call', 'must be 1 for the classifier baselines (their step is not looped)')
     if self.total_iterations == 0:

@@ -61,6 +61,9 @@ flags.DEFINE_string('data_dir', None, 'Folder with the raw dataset files (image 
 flags.DEFINE_enum('task_parallelism', None, list(experiments.TASK_PARALLELISM),
                   'How the forward pass maps over the tasks of a meta-batch (speed only).')
 flags.DEFINE_integer('steps_per_call', None, 'Meta-updates per compiled call (speed only).')
+flags.DEFINE_enum('distribute', None, list(experiments.DISTRIBUTE),
+                  'Split each meta-batch over the GPUs of this machine (mirrored) or over machines '
+                  'named by TF_CONFIG (multi_worker); the updates equal those of one device.')
 flags.DEFINE_integer('val_every', None, 'Iterations between meta-validations (0: never).')
 # Logging and checkpoints.
 flags.DEFINE_bool('log', True, 'Write TensorBoard summaries.')
@@ -89,7 +92,7 @@ TRAIN_FIELDS = ('num_classes', 'baseline', 'pretrain_iterations', 'meta_batch_si
                 'metatrain_iterations')
 RUNTIME_FLAGS = ('checkpoint_every', 'print_every', 'jit_compile', 'test_num_updates',
                  'num_test_tasks', 'test_query_size', 'data_dir', 'task_parallelism', 'val_every',
-                 'steps_per_call')
+                 'steps_per_call', 'distribute')
 
 
 def _training_overrides(test_mode: bool) -> dict:

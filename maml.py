@@ -170,22 +170,30 @@ class MAML:
     loss = self.loss_fn(support_y, self.forward(tiled, support_x), support_shots(support_y))
     return tf.reduce_mean(loss), loss, loss
 
-  def meta_gradient(self, episode, objective: str = 'maml'):
-    """(gradients w.r.t. theta aligned with model.trainable_variables, meta-loss, pre, post)."""
+  def meta_gradient(self, episode, objective: str = 'maml', clip: bool = True):
+    """(gradients w.r.t. theta aligned with model.trainable_variables, meta-loss, pre, post).
+
+    clip=False leaves out meta_grad_clip (a distributed step clips the all-reduced gradient).
+    """
     fn = {'maml': self.meta_objective, 'pretrain': self.pretrain_objective}[objective]
     with tf.GradientTape() as tape:
       params = self.params()
       tape.watch(params)
       loss, pre, post = fn(episode, params)
     grads = tape.gradient(loss, params)
-    if self.meta_grad_clip is not None:
-      grads = [tf.clip_by_value(g, -self.meta_grad_clip, self.meta_grad_clip) for g in grads]
-    return grads, loss, pre, post
+    return (self.clip(grads) if clip else grads), loss, pre, post
+
+  def clip(self, grads: list[tf.Tensor]) -> list[tf.Tensor]:
+    """Each meta-gradient entry clipped to [-meta_grad_clip, meta_grad_clip] (if set)."""
+    if self.meta_grad_clip is None:
+      return grads
+    return [tf.clip_by_value(g, -self.meta_grad_clip, self.meta_grad_clip) for g in grads]
 
   # --- compiled steps ----------------------------------------------------------------------------
 
   def make_train_step(self, optimizer: keras.optimizers.Optimizer, objective: str = 'maml',
-                      jit_compile: bool = False, steps_per_call: int = 1):
+                      jit_compile: bool = False, steps_per_call: int = 1,
+                      strategy: tf.distribute.Strategy | None = None):
     """A compiled meta-update: episode -> {'loss', 'pre_loss', 'post_loss'} (scalars).
 
     'loss' is the objective minimized (the meta-loss for 'maml'); pre/post are the mean support loss
@@ -195,15 +203,48 @@ class MAML:
     each) and runs S meta-updates in one graph loop, returning [S] per key. The updates are those of
     S calls in turn; one dispatch from Python instead of S is what a step of microseconds (sinusoid)
     is mostly made of.
+
+    strategy: a tf.distribute strategy with R replicas (Mirrored: devices of one machine;
+    MultiWorkerMirrored: machines) whose scope created the model and optimizer. Every replica is
+    given the whole episode (each worker draws the same one from the same seed) and takes its own
+    T/R tasks; the meta-gradients of the replicas are summed, each weighted 1/R so the sum is the
+    mean over all T tasks, then clipped and applied once: the single-device update
+    (tests/test_distribute.py). T must be a multiple of R.
     """
     if steps_per_call < 1:
       raise ValueError(f'steps_per_call={steps_per_call} must be at least 1')
     variables = self.model.trainable_variables
 
-    def update(episode):
+    def single(episode):
       grads, loss, pre, post = self.meta_gradient(episode, objective)
       optimizer.apply(grads, variables)
       return {'loss': loss, 'pre_loss': tf.reduce_mean(pre), 'post_loss': tf.reduce_mean(post)}
+
+    @tf.function(jit_compile=jit_compile)
+    def replica_part(*episode):
+      context = tf.distribute.get_replica_context()
+      replicas = context.num_replicas_in_sync
+      tasks = tf.shape(episode[0])[0] // replicas
+      start = tasks * context.replica_id_in_sync_group
+      part = tuple(e[start:start + tasks] for e in episode)
+      grads, loss, pre, post = self.meta_gradient(part, objective, clip=False)
+      weight = 1.0 / replicas  # equal parts: the mean over T is the sum of the parts' means / R
+      return ([g * weight for g in grads],
+              {'loss': loss * weight, 'pre_loss': tf.reduce_mean(pre) * weight,
+               'post_loss': tf.reduce_mean(post) * weight})
+
+    def distributed(episode):
+      tf.debugging.assert_equal(tf.shape(episode[0])[0] % strategy.num_replicas_in_sync, 0,
+                                'the meta-batch must be a multiple of the number of replicas')
+      def total(per_replica):  # one reduction per tensor (MultiWorker cannot pack mixed shapes)
+        return tf.nest.map_structure(
+            lambda v: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None), per_replica)
+
+      grads, values = strategy.run(replica_part, args=episode)
+      optimizer.apply(self.clip(total(grads)), variables)  # cross-replica context: applied once
+      return total(values)
+
+    update = single if strategy is None else distributed
 
     def step(support_x, support_y, query_x, query_y):
       return update((support_x, support_y, query_x, query_y))
@@ -216,7 +257,9 @@ class MAML:
         out = {k: out[k].write(s, tf.cast(values[k], dtype)) for k in out}
       return {k: v.stack() for k, v in out.items()}
 
-    return tf.function(step if steps_per_call == 1 else loop, jit_compile=jit_compile)
+    # With a strategy only the per-replica part is compiled by XLA (cross-replica ops are not).
+    return tf.function(step if steps_per_call == 1 else loop,
+                       jit_compile=jit_compile and strategy is None)
 
   def make_eval_step(self, steps: int, jit_compile: bool = False, return_outputs: bool = False):
     """A compiled meta-test: adapts with `steps` plain SGD steps, no meta-update.

@@ -7,8 +7,11 @@ checkpoint with the iteration, optimizer state and data RNG, so a crash loses at
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import shutil
+import tempfile
 import time
 
 from absl import logging
@@ -53,15 +56,49 @@ def make_learner(cfg: Config, model: keras.Model, loss_fn, metric_fn, num_update
               batched_forward=batched)
 
 
-def build(cfg: Config) -> Setup:
-  """Model, learner and Adam(beta) for a row; keras.utils.set_random_seed(cfg.seed) fixes theta_0."""
+def build(cfg: Config, strategy: tf.distribute.Strategy | None = None) -> Setup:
+  """Model, learner and Adam(beta) for a row; keras.utils.set_random_seed(cfg.seed) fixes theta_0.
+
+  With a strategy, the variables are created in its scope (mirrored on every replica).
+  """
   keras.utils.set_random_seed(cfg.seed)
-  model = models.build_model(cfg)
-  loss_fn, metric_fn = utils.loss_and_metric(cfg)
-  learner = make_learner(cfg, model, loss_fn, metric_fn, cfg.num_updates)
-  optimizer = keras.optimizers.Adam(cfg.meta_lr)
-  optimizer.build(model.trainable_variables)
-  return Setup(cfg, model, learner, optimizer, tf.Variable(0, dtype=tf.int64, trainable=False))
+  with strategy.scope() if strategy is not None else contextlib.nullcontext():
+    model = models.build_model(cfg)
+    loss_fn, metric_fn = utils.loss_and_metric(cfg)
+    learner = make_learner(cfg, model, loss_fn, metric_fn, cfg.num_updates)
+    optimizer = keras.optimizers.Adam(cfg.meta_lr)
+    optimizer.build(model.trainable_variables)
+  # Bookkeeping read on the host (int()), so a plain variable even under a strategy.
+  iteration = tf.Variable(0, dtype=tf.int64, trainable=False)
+  return Setup(cfg, model, learner, optimizer, iteration)
+
+
+def make_strategy(cfg: Config) -> tf.distribute.Strategy | None:
+  """None, or the tf.distribute strategy cfg.distribute names (RunError if it cannot split T)."""
+  if cfg.distribute == 'none':
+    return None
+  if cfg.distribute == 'multi_worker' and 'TF_CONFIG' not in os.environ:
+    raise RunError('--distribute=multi_worker needs TF_CONFIG naming the cluster and this '
+                   'worker (README: "Several GPUs and several machines")')
+  strategy = (tf.distribute.MirroredStrategy() if cfg.distribute == 'mirrored'
+              else tf.distribute.MultiWorkerMirroredStrategy())
+  replicas = strategy.num_replicas_in_sync
+  if cfg.meta_batch_size % replicas:
+    raise RunError(f'meta_batch_size={cfg.meta_batch_size} cannot be split evenly over {replicas} '
+                   'replicas; choose a multiple')
+  logging.info('distributing each meta-batch of %d tasks over %d replicas (%s)',
+               cfg.meta_batch_size, replicas, type(strategy).__name__)
+  return strategy
+
+
+def _is_chief(strategy: tf.distribute.Strategy | None) -> bool:
+  """True unless this is a non-chief worker of a multi-worker cluster."""
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  if resolver is None or not resolver.task_type:
+    return True
+  return resolver.task_type == 'chief' or (
+      resolver.task_type == 'worker' and resolver.task_id == 0 and
+      'chief' not in resolver.cluster_spec().as_dict())
 
 
 # --- run directory --------------------------------------------------------------------------------
@@ -135,8 +172,23 @@ def train(cfg: Config, run_dir: str, *, resume: bool = True, log_summaries: bool
   Returns the iteration reached. Saves a checkpoint every cfg.checkpoint_every iterations and on
   exit (also on Ctrl-C), never after a non-finite loss.
   """
+  strategy = make_strategy(cfg)
+  if _is_chief(strategy):
+    return _train(cfg, run_dir, strategy, resume, log_summaries)
+  # Other workers run the very same loop (the same collective ops, in the same order) on a private
+  # copy of the run, so they resume from the chief's checkpoint and their writes go nowhere.
+  private = tempfile.mkdtemp(prefix='maml-worker-')
+  try:
+    if os.path.isdir(run_dir):
+      shutil.copytree(run_dir, private, dirs_exist_ok=True)
+    return _train(cfg, private, strategy, resume, log_summaries=False)
+  finally:
+    shutil.rmtree(private, ignore_errors=True)
+
+
+def _train(cfg: Config, run_dir: str, strategy, resume: bool, log_summaries: bool) -> int:
   prepare_run_dir(cfg, run_dir, resume)
-  setup = build(cfg)
+  setup = build(cfg, strategy)
   if cfg.baseline in baselines.CLASSIFIER_BASELINES:
     sampler = baselines.ClassificationSampler(cfg)
   else:
@@ -161,10 +213,11 @@ def train(cfg: Config, run_dir: str, *, resume: bool = True, log_summaries: bool
     if objective == 'pretrain' and cfg.baseline in baselines.CLASSIFIER_BASELINES:
       steps[objective] = baselines.make_classify_step(setup.model, setup.optimizer, cfg.jit_compile)
       continue
-    steps[objective] = setup.learner.make_train_step(setup.optimizer, objective, cfg.jit_compile)
+    steps[objective] = setup.learner.make_train_step(setup.optimizer, objective, cfg.jit_compile,
+                                                     strategy=strategy)
     if cfg.steps_per_call > 1:
       loops[objective] = setup.learner.make_train_step(setup.optimizer, objective, cfg.jit_compile,
-                                                       cfg.steps_per_call)
+                                                       cfg.steps_per_call, strategy)
   writer = tf.summary.create_file_writer(os.path.join(run_dir, 'train')) if log_summaries else None
   validator = _Validator(setup, ckpt, run_dir, writer) if cfg.val_every else None
   meter = _Meter()

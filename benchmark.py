@@ -35,6 +35,7 @@ import keras
 import tensorflow as tf
 
 import data_generator
+import experiments
 from experiments import Config
 import trainer
 import utils
@@ -67,8 +68,13 @@ def objective_of(cfg: Config) -> str:
 
 
 def output_path(cfg: Config, out_dir: str) -> str:
-  """<out_dir>/<row>[.first_order][.nojit].json."""
+  """<out_dir>/<row>[.first_order][.nojit][.<field><value>...].json, the fields being the speed
+  settings that differ from the row's own (task_parallelism, steps_per_call, distribute)."""
   name = cfg.name + ('.first_order' if cfg.stop_grad else '') + ('' if cfg.jit_compile else '.nojit')
+  row = experiments.EXPERIMENTS.get(cfg.name)
+  for field in ('task_parallelism', 'steps_per_call', 'distribute'):
+    if row is not None and getattr(cfg, field) != getattr(row, field):
+      name += f'.{field}{getattr(cfg, field)}'
   return os.path.join(out_dir, name + '.json')
 
 
@@ -234,3 +240,69 @@ def run_benchmark(cfg: Config, iterations: int = 200, out_dir: str | None = None
     utils.write_json(path, result)
     logging.info('wrote %s', path)
   return result
+
+
+# --- this project vs other implementations ----------------------------------------------------------
+
+PEERS_SOURCE = ('performance issue (#4) of this project: median meta-iterations/s of each '
+                'implementation on synthetic episodes, measured on the project\'s 2-core CPU '
+                'machine type (AMD EPYC, AVX-512)')
+PEER_NAMES = ('learn2learn (PyTorch 2.13)', 'jitted JAX', 'original TF1 code')
+# row -> its label and the peers' it/s, in PEER_NAMES order.
+PEERS: dict[str, tuple[str, tuple[float, float, float]]] = {
+    'sinusoid_maml': ('sinusoid, meta-batch 25, 1 step', (37.8, 2895, 98.9)),
+    'omniglot_5way_1shot': ('Omniglot 5w1s, mb 32, 1 step', (1.34, 1.42, 2.66)),
+    'omniglot_20way_1shot': ('Omniglot 20w1s, mb 16, 5 steps', (0.449, 0.266, 0.737)),
+    'miniimagenet_5way_1shot': ('MiniImagenet 5w1s, mb 4, 5 steps', (0.516, 0.288, 0.841)),
+    'miniimagenet_5way_1shot_first_order': ('MiniImagenet 5w1s first order', (0.639, 0.479, 1.24)),
+}
+PEER_PEAK_MB = {  # learn2learn's peak memory on the same rows (same source)
+    'sinusoid_maml': 400, 'omniglot_5way_1shot': 500, 'omniglot_20way_1shot': 700,
+    'miniimagenet_5way_1shot': 1200, 'miniimagenet_5way_1shot_first_order': 1000}
+TARGET_SPEEDUP = 1.25  # over the fastest peer
+FIRST_ORDER_TARGET = 1.33  # first-order over second-order speed of the same row (the paper's claim)
+COMPILE_TARGET_S = 15.0
+MEMORY_LIMIT_MB = 8 * 1024
+
+
+def report_table(logdir: str) -> str:
+  """Markdown: this project's benchmark results under <logdir>/benchmarks vs the peers' figures.
+
+  Rows not benchmarked yet are listed with the command that makes them. PASS/FAIL marks the
+  targets of the performance issue (speed, compile time, memory).
+  """
+  out_dir = os.path.join(logdir, 'benchmarks')
+  header = ('row', 'this project it/s', *PEER_NAMES, 'vs best peer', 'compile s', 'peak RSS MB',
+            'learn2learn MB', 'targets')
+  lines = [f'# Meta-iterations/s vs other implementations (peers: {PEERS_SOURCE})', '',
+           '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  results, missing = {}, []
+  for name, (label, peers) in PEERS.items():
+    path = output_path(experiments.get(name), out_dir)  # the row as it is, no overrides
+    if not os.path.exists(path):
+      missing.append(f'python main.py --experiment={name} --benchmark --logdir={logdir}')
+      continue
+    r = results[name] = utils.read_json(path)
+    speedup = r['its_median'] / max(peers)
+    ok = (speedup >= TARGET_SPEEDUP and r['compile_s'] < COMPILE_TARGET_S and
+          r['peak_rss_mb'] <= MEMORY_LIMIT_MB)
+    lines.append('| ' + ' | '.join([
+        label, f'{r["its_median"]:.3g}', *(f'{p:g}' for p in peers), f'{speedup:.2f}x',
+        f'{r["compile_s"]:.1f}', f'{r["peak_rss_mb"]:.0f}', str(PEER_PEAK_MB[name]),
+        'PASS' if ok else 'FAIL']) + ' |')
+  lines += ['', f'targets: >= {TARGET_SPEEDUP}x the fastest peer, compile (first call) < '
+            f'{COMPILE_TARGET_S:g} s, peak RSS <= {MEMORY_LIMIT_MB // 1024} GB (the whole process, '
+            'TensorFlow runtime included)']
+  so, fo = 'miniimagenet_5way_1shot', 'miniimagenet_5way_1shot_first_order'
+  if so in results and fo in results:
+    ratio = results[fo]['its_median'] / results[so]['its_median']
+    lines.append(f'- first order / second order (MiniImagenet 5w1s): {ratio:.2f}x '
+                 f'({"PASS" if ratio >= FIRST_ORDER_TARGET else "FAIL"}: >= {FIRST_ORDER_TARGET}x)')
+  for name, r in results.items():
+    lines.append(f'- {name}: {r["cpu_count"]} cpus, {", ".join(r["devices"])}, tensorflow '
+                 f'{r["tensorflow"]}, commit {r["commit"]}, {r["timestamp"]}')
+  if missing:
+    lines += ['', 'Not benchmarked yet:'] + [f'- `{c}`' for c in missing]
+  text = '\n'.join(lines) + '\n'
+  print(text)
+  return text

@@ -36,7 +36,8 @@ flags.DEFINE_enum('datasource', None, list(experiments.DATASOURCES),
                   'Picks the datasource\'s default row when --experiment is not given.')
 flags.DEFINE_bool('train', True, 'True: meta-train; False: meta-test a trained run.')
 flags.DEFINE_bool('benchmark', False, 'Measure it/s, compile time and peak memory; no training.')
-flags.DEFINE_string('report', None, 'Write the figures and published-vs-reproduced table of a group: sinusoid.')
+flags.DEFINE_string('report', None, 'Print (and draw) a group\'s published-vs-reproduced table: sinusoid, omniglot, '
+                    'miniimagenet, experiments, benchmark (speed vs other implementations).')
 # Training overrides (None keeps the row's value). Original names and meanings.
 flags.DEFINE_integer('num_classes', None, 'N, classes per task (N-way).')
 flags.DEFINE_string('baseline', None, "'oracle' (sinusoid) or 'None'.")

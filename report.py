@@ -27,6 +27,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 import numpy as np
 
+import benchmark
 import experiments
 from experiments import ConfigError
 import utils
@@ -411,6 +412,7 @@ GROUPS: dict[str, Callable[[str], str]] = {
     'miniimagenet': lambda logdir: table1_report(logdir, experiments.MINIIMAGENET_ROWS,
                                                  'MiniImagenet (paper Table 1)'),
     'experiments': experiments_report,
+    'benchmark': benchmark.report_table,
 }
 
 

@@ -2,6 +2,7 @@
 
 import json
 import math
+import pathlib
 
 import pytest
 
@@ -32,7 +33,7 @@ def test_benchmark_maml(tmp_path):
   cfg = experiments.get('sinusoid_maml').replace(jit_compile=False, meta_batch_size=5,
                                                  steps_per_call=1)
   result = benchmark.run_benchmark(cfg, iterations=20, out_dir=str(tmp_path), warmup=2)
-  saved = check_record(result, tmp_path / 'sinusoid_maml.nojit.json', 'maml')
+  saved = check_record(result, tmp_path / 'sinusoid_maml.nojit.steps_per_call1.json', 'maml')
   assert saved['experiment'] == 'sinusoid_maml' and not saved['first_order']
   assert saved['meta_batch_size'] == 5 and saved['jit_compile'] is False
 
@@ -41,7 +42,7 @@ def test_benchmark_counts_every_iteration_of_a_looped_call(tmp_path):
   cfg = experiments.get('sinusoid_maml').replace(meta_batch_size=5, steps_per_call=5)
   result = benchmark.run_benchmark(cfg, iterations=18, out_dir=str(tmp_path), warmup=2)
   # 18 iterations round up to 4 calls of 5, timed 2 calls (10 iterations) per chunk.
-  saved = check_record(result, tmp_path / 'sinusoid_maml.json', 'maml')
+  saved = check_record(result, tmp_path / 'sinusoid_maml.steps_per_call5.json', 'maml')
   assert saved['steps_per_call'] == 5 and saved['chunk_size'] == 10
 
 
@@ -49,7 +50,7 @@ def test_benchmark_pretrained_first_order_name(tmp_path):
   cfg = experiments.get('sinusoid_pretrained').replace(jit_compile=False, stop_grad=True,
                                                        steps_per_call=1)
   result = benchmark.run_benchmark(cfg, iterations=20, out_dir=str(tmp_path), warmup=2)
-  check_record(result, tmp_path / 'sinusoid_pretrained.first_order.nojit.json', 'pretrain')
+  check_record(result, tmp_path / 'sinusoid_pretrained.first_order.nojit.steps_per_call1.json', 'pretrain')
 
 
 def test_benchmark_rejects_no_iterations():
@@ -62,3 +63,33 @@ def test_image_rows_benchmark_on_synthetic_data_without_a_dataset(tmp_path):
   result = benchmark.run_benchmark(cfg, iterations=2, warmup=0, out_dir=str(tmp_path))
   assert result['data'] == 'synthetic' and result['its_median'] > 0
   assert result["support_size"] == 5 and math.isfinite(result["final_loss"])
+
+
+def test_output_path_names_the_speed_settings_that_differ_from_the_row(tmp_path):
+  row = experiments.get('omniglot_5way_1shot')
+  assert benchmark.output_path(row, 'b') == 'b/omniglot_5way_1shot.nojit.json'
+  changed = row.replace(task_parallelism='map_fn', steps_per_call=2, stop_grad=True)
+  assert benchmark.output_path(changed, 'b') == (
+      'b/omniglot_5way_1shot.first_order.nojit.task_parallelismmap_fn.steps_per_call2.json')
+
+
+def test_report_table_compares_with_the_peers_and_marks_the_targets(tmp_path):
+  def record(row, its, compile_s=2.0, peak=900.0):
+    path = benchmark.output_path(experiments.get(row), str(tmp_path / 'benchmarks'))
+    record = {'its_median': its, 'compile_s': compile_s, 'peak_rss_mb': peak, 'cpu_count': 2,
+              'devices': ['/physical_device:CPU:0'], 'tensorflow': 'x', 'commit': 'c',
+              'timestamp': 't'}
+    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+    pathlib.Path(path).write_text(json.dumps(record))
+
+  record('omniglot_5way_1shot', 2.66 * 1.3)             # 1.3x the best peer (TF1's 2.66)
+  record('miniimagenet_5way_1shot', 0.841 * 1.3, compile_s=20.0)  # fast but compiles too long
+  record('miniimagenet_5way_1shot_first_order', 1.24 * 1.2)      # too slow
+  text = benchmark.report_table(str(tmp_path))
+  lines = {l.split(' | ')[0].lstrip('| '): l for l in text.splitlines() if l.startswith('| ')}
+  assert '1.30x' in lines['Omniglot 5w1s, mb 32, 1 step'] and lines[
+      'Omniglot 5w1s, mb 32, 1 step'].endswith('PASS |')
+  assert lines['MiniImagenet 5w1s, mb 4, 5 steps'].endswith('FAIL |')
+  assert lines['MiniImagenet 5w1s first order'].endswith('FAIL |')
+  assert 'first order / second order (MiniImagenet 5w1s): 1.36x (PASS' in text
+  assert f'--experiment=sinusoid_maml --benchmark --logdir={tmp_path}' in text  # not run yet

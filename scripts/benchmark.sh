@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Speed, compile time and peak memory of the rows the performance issue compares with other
+# implementations (learn2learn, JAX, the original TF1 code), then the comparison table.
+# Synthetic episodes of each row's shapes: no dataset needed. Run it on a quiet machine.
+#
+# Usage: bash scripts/benchmark.sh [--quick] [--logdir=DIR] [extra main.py flags, e.g. --jit_compile=False]
+#   --quick   a few iterations per row (a smoke run; the figures mean little).
+source "$(dirname "$0")/lib.sh"
+parse_args "$@"
+logdir="${logdir:-logs/benchmark$( (( quick )) && echo _quick)}"
+
+bench() {  # row, timed iterations, flags...
+  local row="$1" iterations="$2"; shift 2
+  (( quick )) && iterations=$(( iterations / 10 > 0 ? iterations / 10 : 1 ))
+  echo "=== benchmark $row $*"
+  "$PYTHON" main.py --experiment="$row" --benchmark --benchmark_iterations="$iterations" \
+    --logdir="$logdir" "$@" ${extra[@]+"${extra[@]}"}
+}
+bench sinusoid_maml 5000
+bench omniglot_5way_1shot 50
+bench omniglot_20way_1shot 20
+bench miniimagenet_5way_1shot 20
+bench miniimagenet_5way_1shot_first_order 20
+report benchmark

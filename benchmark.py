@@ -69,10 +69,11 @@ def objective_of(cfg: Config) -> str:
 
 def output_path(cfg: Config, out_dir: str) -> str:
   """<out_dir>/<row>[.first_order][.nojit][.<field><value>...].json, the fields being the speed
-  settings that differ from the row's own (task_parallelism, steps_per_call, distribute)."""
+  settings that differ from the row's own (task_parallelism, steps_per_call, distribute,
+  intra_op_threads)."""
   name = cfg.name + ('.first_order' if cfg.stop_grad else '') + ('' if cfg.jit_compile else '.nojit')
   row = experiments.EXPERIMENTS.get(cfg.name)
-  for field in ('task_parallelism', 'steps_per_call', 'distribute'):
+  for field in ('task_parallelism', 'steps_per_call', 'distribute', 'intra_op_threads'):
     if row is not None and getattr(cfg, field) != getattr(row, field):
       name += f'.{field}{getattr(cfg, field)}'
   return os.path.join(out_dir, name + '.json')

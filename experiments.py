@@ -87,6 +87,7 @@ class Config:
   task_parallelism: str = 'vectorized_map'  # how the forward maps over tasks (maml.py); speed only.
   steps_per_call: int = 1             # meta-updates per compiled call (a graph loop); speed only.
   distribute: str = 'none'            # 'mirrored' (devices of one machine) | 'multi_worker' (TF_CONFIG).
+  intra_op_threads: int = 0           # threads per op (0: TensorFlow's default, all cores).
   summary_every: int = 100            # TensorBoard scalars (original: 100).
   print_every: int = 1000             # log lines with it/s and ETA (original: 1000 for sinusoid).
   checkpoint_every: int = 1000        # checkpoints (original: 1000).
@@ -101,7 +102,8 @@ class Config:
                     'checkpoint_every', 'jit_compile', 'task_parallelism', 'data_dir', 'eval_shots',
                     'num_test_tasks', 'test_query_size', 'eval_chunk', 'test_update_lr',
                     'test_update_lr_grid', 'num_tune_tasks', 'test_num_updates', 'eval_seed',
-                    'report_step', 'val_every', 'num_val_tasks', 'steps_per_call', 'distribute')
+                    'report_step', 'val_every', 'num_val_tasks', 'steps_per_call', 'distribute',
+                    'intra_op_threads')
 
   @property
   def train_query_size(self) -> int:
@@ -153,7 +155,7 @@ class Config:
       if getattr(self, field) is not None and getattr(self, field) < 1:
         bad(field, 'must be at least 1')
     for field in ('num_updates', 'test_num_updates', 'metatrain_iterations', 'pretrain_iterations',
-                  'val_every'):
+                  'val_every', 'intra_op_threads'):
       if getattr(self, field) < 0:
         bad(field, 'must not be negative')
     if not 0 <= self.report_step <= self.test_num_updates:
@@ -215,8 +217,10 @@ _SINUSOID = Config(
         'FC weights truncated_normal(std=0.01), biases 0, as the original construct_fc_weights',
         'query MSE is reported at every step 0..10; the original reported the support loss at step 0',
     ),
-    # A step takes microseconds: 100 updates per compiled call (same updates, 2-3x the speed).
-    steps_per_call=100,
+    # A step takes microseconds: 100 updates per compiled call (same updates, 2-3x the speed), and
+    # one thread per op (measured: XLA splitting these tiny ops over 2 cores made every other
+    # process 40% slower).
+    steps_per_call=100, intra_op_threads=1,
     published=(Published(5, 1, 0.67, source=_TABLE2), Published(5, 5, 0.38, source=_TABLE2),
                Published(5, 10, 0.35, source=_TABLE2)),
 ).validate()

@@ -62,6 +62,7 @@ flags.DEFINE_string('data_dir', None, 'Folder with the raw dataset files (image 
 flags.DEFINE_enum('task_parallelism', None, list(experiments.TASK_PARALLELISM),
                   'How the forward pass maps over the tasks of a meta-batch (speed only).')
 flags.DEFINE_integer('steps_per_call', None, 'Meta-updates per compiled call (speed only).')
+flags.DEFINE_integer('intra_op_threads', None, 'Threads per TensorFlow op (0: all cores).')
 flags.DEFINE_enum('distribute', None, list(experiments.DISTRIBUTE),
                   'Split each meta-batch over the GPUs of this machine (mirrored) or over machines '
                   'named by TF_CONFIG (multi_worker); the updates equal those of one device.')
@@ -93,7 +94,7 @@ TRAIN_FIELDS = ('num_classes', 'baseline', 'pretrain_iterations', 'meta_batch_si
                 'metatrain_iterations')
 RUNTIME_FLAGS = ('checkpoint_every', 'print_every', 'jit_compile', 'test_num_updates',
                  'num_test_tasks', 'test_query_size', 'data_dir', 'task_parallelism', 'val_every',
-                 'steps_per_call', 'distribute')
+                 'steps_per_call', 'distribute', 'intra_op_threads')
 
 
 def _training_overrides(test_mode: bool) -> dict:
@@ -140,13 +141,20 @@ def main(argv):
       lambda record: record.levelno >= std_logging.WARNING or record.pathname.startswith(here))
   # Imported here so --help stays fast and flag errors come before TensorFlow starts.
   import image_datasets
+  import tensorflow as tf
   import trainer
   try:
     if FLAGS.report:
       import report
       report.write_report(FLAGS.report, FLAGS.logdir)
       return 0
-    cfg, run_dir = resolve(test_mode=not FLAGS.train and not FLAGS.benchmark)
+    test_mode = not FLAGS.train and not FLAGS.benchmark
+    cfg, run_dir = resolve(test_mode)
+    if test_mode:  # the run's own config, with this command's runtime flags
+      cfg = trainer.load_run_config(run_dir).replace(
+          **{f: FLAGS[f].value for f in RUNTIME_FLAGS if FLAGS[f].value is not None})
+    if cfg.intra_op_threads:  # before TensorFlow runs its first op
+      tf.config.threading.set_intra_op_parallelism_threads(cfg.intra_op_threads)
     if FLAGS.benchmark:
       import benchmark
       benchmark.run_benchmark(cfg, iterations=FLAGS.benchmark_iterations,
@@ -155,9 +163,6 @@ def main(argv):
     elif FLAGS.train:
       trainer.train(cfg, run_dir, resume=FLAGS.resume, log_summaries=FLAGS.log)
     else:
-      saved = trainer.load_run_config(run_dir)
-      runtime = {f: FLAGS[f].value for f in RUNTIME_FLAGS if FLAGS[f].value is not None}
-      cfg = saved.replace(**runtime)
       shots = (FLAGS.update_batch_size,) if FLAGS.update_batch_size is not None else None
       if shots and shots[0] < 1:
         raise ConfigError(f'--update_batch_size={shots[0]} must be at least 1')

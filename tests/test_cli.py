@@ -189,3 +189,13 @@ def test_validation_keeps_the_best_checkpoint_and_test_mode_uses_it(tmp_path):
   assert int(setup.iteration) == int(best_iter) and '/best/' in path
   latest, _ = trainer.restore_for_eval(cfg, str(tmp_path), test_iter=-2)
   assert int(latest.iteration) == 60
+
+
+def test_intra_op_threads_reaches_tensorflow(tmp_path):
+  """The sinusoid rows run one thread per op (a speed setting of the row); a flag overrides it."""
+  proc = run_main('--experiment=sinusoid_maml', '--benchmark', '--benchmark_iterations=100',
+                  '--intra_op_threads=2', f'--logdir={tmp_path}')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  record = json.loads((tmp_path / 'benchmarks' / 'sinusoid_maml.intra_op_threads2.json').read_text())
+  assert record['intra_op_threads'] == 2
+  assert experiments.get('sinusoid_maml').intra_op_threads == 1

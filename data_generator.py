@@ -87,10 +87,10 @@ class SinusoidTasks:
 
   def trackable(self) -> tf.train.experimental.PythonState:
     """What a tf.train.Checkpoint saves so a resumed run draws the same episodes."""
-    return _NumpyRngState(self)
+    return NumpyRngState(self)
 
 
-class _NumpyRngState(tf.train.experimental.PythonState):
+class NumpyRngState(tf.train.experimental.PythonState):
   """A sampler's numpy RNG state inside a tf.train.Checkpoint."""
 
   def __init__(self, sampler):

@@ -370,6 +370,150 @@ DISCREPANCIES = {
 }
 
 
+# --- Reinforcement learning (paper §5.3, Fig. 5) -----------------------------------------------------
+
+RL_METHODS = ('maml', 'pretrained', 'random', 'oracle')
+RL_ENVS = ('navigation', 'cheetah_vel', 'cheetah_dir', 'ant_vel', 'ant_dir')
+_FIG5 = ('paper Fig. 5, values from the original icml/*_results_*.pkl files (mean over 40 test tasks; '
+         '../shared/reference/rl-protocol.md §3)')
+
+
+@dataclasses.dataclass(frozen=True)
+class RLConfig:
+  """One RL experiment: a method trained on a task family, then evaluated as Fig. 5."""
+  name: str
+  env: str                            # a family of rl_envs.ENV_NAMES
+  method: str                         # 'maml' | 'pretrained' (TRPO, no inner step) | 'random' | 'oracle'
+  inner_lr: float = 0.1               # alpha of the inner policy-gradient step (maml)
+  meta_batch_size: int = 40           # tasks per outer TRPO step
+  per_task: int = 20                  # trajectories per task and update (the "fast batch")
+  iterations: int = 500               # outer TRPO steps (0: the random baseline)
+  max_kl: float = 0.01                # delta
+  cg_iters: int = 10
+  cg_damping: float = 1e-5
+  backtrack_ratio: float = 0.8
+  max_backtracks: int = 15
+  gamma: float = 0.99                 # discount; GAE lambda is 1
+  hidden: tuple[int, ...] = (100, 100)
+  # Evaluation (Fig. 5): test tasks drawn with test_seed, test_steps plain gradient steps, the first
+  # of size test_lr and the later ones test_lr * test_later_lr_factor.
+  test_tasks: int = 40
+  test_per_task: int = 20
+  test_steps: int = 3
+  test_lr: float = 0.1
+  test_later_lr_factor: float = 0.5
+  test_seed: int = 1
+  # Runtime.
+  seed: int = 0
+  checkpoint_every: int = 10
+  print_every: int = 1
+  # Provenance: published average return after 0..test_steps gradient steps.
+  published: tuple[float, ...] = ()
+  source: str = _FIG5
+  choices: tuple[str, ...] = ()
+
+  RUNTIME_FIELDS = ('iterations', 'checkpoint_every', 'print_every', 'test_tasks', 'test_per_task',
+                    'test_steps', 'test_lr', 'test_later_lr_factor', 'test_seed')
+
+  @property
+  def oracle(self) -> bool:
+    return self.method == 'oracle'
+
+  @property
+  def inner_steps(self) -> int:
+    return 1 if self.method == 'maml' else 0
+
+  def replace(self, **changes) -> 'RLConfig':
+    names = {f.name for f in dataclasses.fields(self)}
+    unknown = sorted(set(changes) - names)
+    if unknown:
+      raise ConfigError(f'unknown config field(s) for an RL row: {", ".join(unknown)}')
+    return dataclasses.replace(self, **changes).validate()
+
+  def validate(self) -> 'RLConfig':
+    def bad(field, why):
+      raise ConfigError(f'{self.name}: {field}={getattr(self, field)!r} {why}')
+    if self.env not in RL_ENVS:
+      bad('env', f'is not one of {RL_ENVS}')
+    if self.method not in RL_METHODS:
+      bad('method', f'is not one of {RL_METHODS}')
+    for field in ('meta_batch_size', 'per_task', 'cg_iters', 'max_backtracks', 'test_tasks',
+                  'test_per_task', 'checkpoint_every', 'print_every'):
+      if getattr(self, field) < 1:
+        bad(field, 'must be at least 1')
+    for field in ('iterations', 'test_steps'):
+      if getattr(self, field) < 0:
+        bad(field, 'must not be negative')
+    if (self.method == 'random') != (self.iterations == 0):
+      bad('iterations', 'must be 0 exactly for the random baseline')
+    for field in ('inner_lr', 'max_kl', 'test_lr'):
+      if not (math.isfinite(getattr(self, field)) and getattr(self, field) > 0):
+        bad(field, 'must be a positive number')
+    if not 0 < self.backtrack_ratio < 1 or not 0 < self.gamma <= 1:
+      bad('backtrack_ratio', 'must lie in (0, 1), and gamma in (0, 1]')
+    return self
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, data: Mapping) -> 'RLConfig':
+    data = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(data).items()}
+    return cls(**data).validate()
+
+
+def _rl_rows(env: str, maml: dict, pretrained: dict, random: dict, oracle: dict, **common):
+  """The four Fig. 5 curves of one task family."""
+  base = RLConfig(name='', env=env, method='maml', **common)
+  return [base.replace(name=f'rl_{env}_{method}', method=method, **settings)
+          for method, settings in (('maml', maml), ('pretrained', pretrained), ('random', random),
+                                   ('oracle', oracle))]
+
+
+_NAV_CHOICES = (
+    'inner alpha 0.5, the original code\'s and its ICML checkpoint\'s (flr_0.5), not App. A.2\'s 0.1',
+    '100 meta-iterations as the original script (n_itr=100); the paper trained "up to 500"',
+    'reward -||s - g|| (Euclidean, the code) not the text\'s squared distance: the published numbers '
+    'come from the code',
+    'the pretrained baseline is trained with TRPO on its own samples (no inner step), like the '
+    'locomotion ones; the original nav run used Adam on the pre-update surrogate',
+    'the model evaluated is the one with the best average training return (post-update for MAML), '
+    'as the paper; --test_iter=-2 evaluates the last')
+_LOCO_CHOICES = _NAV_CHOICES[3:]
+
+RL_EXPERIMENTS: dict[str, RLConfig] = {c.name: c for c in (
+    _rl_rows('navigation', inner_lr=0.5, meta_batch_size=20, iterations=100, test_per_task=40,
+             test_lr=0.5, choices=_NAV_CHOICES,
+             maml=dict(published=(-40.4, -11.7, -3.3, -3.2)),
+             pretrained=dict(published=(-40.8, -19.7, -11.7, -8.5)),
+             random=dict(iterations=0, published=(-82.7, -58.0, -53.8, -46.8)),
+             oracle=dict(test_steps=0, published=(-2.3,)))
+    + _rl_rows('cheetah_vel', choices=_LOCO_CHOICES,
+               maml=dict(published=(-129.5, -78.6, -66.6, -60.8)),
+               pretrained=dict(test_lr=0.02, published=(-158.0, -135.4, -128.5, -133.6)),
+               random=dict(iterations=0, published=(-254.8, -254.3, -246.8, -230.8)),
+               oracle=dict(test_steps=0, published=(-54.5,)))
+    + _rl_rows('cheetah_dir', choices=_LOCO_CHOICES,
+               maml=dict(published=(-50.7, 293.2, 313.5, 315.7)),
+               pretrained=dict(test_lr=0.2, published=(-43.0, -24.8, -12.9, 19.6)),
+               random=dict(iterations=0, test_lr=0.5, published=(-35.7, 21.8, 62.3, 86.2)),
+               oracle=dict(test_steps=0, published=(442.7,)))
+    + _rl_rows('ant_vel', choices=_LOCO_CHOICES,
+               maml=dict(published=(30.6, 96.7, 100.1, 101.4)),
+               pretrained=dict(test_lr=0.2, published=(-1.8, 6.1, 8.5, 9.5)),
+               random=dict(iterations=0, test_lr=1.0, published=(-78.6, -62.8, -48.6, -35.6)),
+               oracle=dict(test_steps=0, published=(107.9,)))
+    # Ant direction: 40 trajectories per task ("40 rollouts for ant fwd/bwd"), later test steps at
+    # 0.01 x the first, test tasks drawn with seed 2 (the original test script).
+    + _rl_rows('ant_dir', per_task=40, test_per_task=40, test_later_lr_factor=0.01, test_seed=2,
+               choices=_LOCO_CHOICES,
+               maml=dict(published=(8.7, 499.2, 500.7, 499.1)),
+               pretrained=dict(test_lr=0.2, published=(3.2, 1.3, 6.5, 6.9)),
+               random=dict(iterations=0, test_lr=1.0, published=(3.1, 9.3, 16.0, 26.1)),
+               oracle=dict(test_steps=0, published=(524.8,)))
+)}
+
+
 def default_experiment(datasource: str) -> str:
   """The row used when only --datasource is given (the original CLI had no --experiment)."""
   defaults = {'sinusoid': 'sinusoid_maml', 'omniglot': 'omniglot_5way_1shot',
@@ -380,7 +524,15 @@ def default_experiment(datasource: str) -> str:
 
 
 def get(name: str) -> Config:
-  """The row `name`, or ConfigError listing the rows that exist."""
+  """The supervised row `name`, or ConfigError listing the rows that exist."""
   if name not in EXPERIMENTS:
-    raise ConfigError(f'unknown experiment {name!r}; choose one of: {", ".join(EXPERIMENTS)}')
+    raise ConfigError(f'unknown experiment {name!r}; choose one of: '
+                      f'{", ".join([*EXPERIMENTS, *RL_EXPERIMENTS])}')
   return EXPERIMENTS[name]
+
+
+def get_rl(name: str) -> RLConfig:
+  """The RL row `name`, or ConfigError listing the RL rows."""
+  if name not in RL_EXPERIMENTS:
+    raise ConfigError(f'unknown RL experiment {name!r}; choose one of: {", ".join(RL_EXPERIMENTS)}')
+  return RL_EXPERIMENTS[name]

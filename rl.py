@@ -1,0 +1,350 @@
+"""MAML for reinforcement learning (paper §5.3, Fig. 5): policy gradients in the inner loop, TRPO outside.
+
+The inner step is the supervised core's: `maml.MAML.adapt` on the REINFORCE loss
+L_Ti(theta) = -sum_t log pi_theta(a_t|s_t) A_t / #steps, one SGD step of size alpha for every task at
+once (theta tiled over a task axis), differentiable, so the meta-objective
+
+    L(theta) = mean_i  -sum_t exp(log pi_theta'_i(a|s) - log pi_old(a|s)) A_t / #steps,
+               theta'_i = theta - alpha grad L_Ti(theta)     (on the pre-update samples of task i)
+
+on the post-update samples has the true second-order meta-gradient. TRPO (Schulman et al. 2015) takes
+the outer step: conjugate gradient on the Hessian of the mean KL(pi_old' || pi_new') of the adapted
+policies (exact Hessian-vector products by double back-propagation through the inner step), a step of
+size sqrt(2 delta / s^T H s), and a backtracking line search that accepts only a step that lowers the
+surrogate and keeps the KL under delta, else keeps theta. The original (cbfinn/maml_rl, rllab) and its
+settings are described in ../shared/reference/rl-protocol.md; experiments.py holds the rows.
+
+Shapes: T tasks, N trajectories per task, H time steps, O observation and A action dimensions. A batch
+of rollouts is laid out [T, N, H, ...]; steps after an episode ended are masked out (mask 0).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from maml import MAML
+
+MIN_LOG_STD = math.log(1e-6)  # rllab's min_std
+
+
+# --- policy ------------------------------------------------------------------------------------
+
+class LogStd(keras.layers.Layer):
+  """Appends a learned, state-independent log standard deviation to the action mean: [M, A] -> [M, 2A]."""
+
+  def build(self, input_shape):
+    self.log_std = self.add_weight(shape=(input_shape[-1],), initializer='zeros', name='log_std')
+
+  def call(self, mean):
+    return keras.ops.concatenate([mean, keras.ops.broadcast_to(self.log_std, keras.ops.shape(mean))],
+                                 axis=-1)
+
+
+def policy_net(obs_dim: int, act_dim: int, hidden: tuple[int, ...] = (100, 100),
+               name: str = 'gaussian_mlp', dtype: str = 'float32') -> keras.Model:
+  """The paper's Gaussian MLP policy: obs [M, O] -> (mean, log std) [M, 2A].
+
+  ReLU hidden layers, a linear mean, Glorot-uniform weights and zero biases (rllab's defaults), and a
+  state-independent log std initialized to 0 (std 1). Every parameter, log std included, is adapted.
+  """
+  inputs = keras.Input((obs_dim,), dtype=dtype)
+  h = inputs
+  for i, width in enumerate(hidden):
+    h = keras.layers.Dense(width, activation='relu', name=f'hidden{i}', dtype=dtype)(h)
+  mean = keras.layers.Dense(act_dim, name='mean', dtype=dtype)(h)
+  return keras.Model(inputs, LogStd(name='log_std', dtype=dtype)(mean), name=name)
+
+
+def split_outputs(out: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+  """[..., 2A] -> mean [..., A], log std [..., A] (floored at log 1e-6, as rllab)."""
+  mean, log_std = tf.split(out, 2, axis=-1)
+  return mean, tf.maximum(log_std, MIN_LOG_STD)
+
+
+def log_prob(out: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
+  """log N(actions; mean, diag(std^2)) summed over the A action dimensions: [...]."""
+  mean, log_std = split_outputs(out)
+  z = (actions - mean) * tf.exp(-log_std)
+  dims = tf.cast(tf.shape(actions)[-1], out.dtype)
+  return -0.5 * tf.reduce_sum(tf.square(z), -1) - tf.reduce_sum(log_std, -1) - 0.5 * dims * math.log(
+      2 * math.pi)
+
+
+def kl_divergence(old: tf.Tensor, new: tf.Tensor) -> tf.Tensor:
+  """KL(N_old || N_new) of diagonal Gaussians given as outputs [..., 2A]: [...]."""
+  mean0, log_std0 = split_outputs(old)
+  mean1, log_std1 = split_outputs(new)
+  return tf.reduce_sum(log_std1 - log_std0 + (tf.exp(2 * log_std0) + tf.square(mean0 - mean1)) /
+                       (2 * tf.exp(2 * log_std1)) - 0.5, -1)
+
+
+def entropy(out: tf.Tensor) -> tf.Tensor:
+  """Entropy of the diagonal Gaussian [..., 2A]: [...]."""
+  _, log_std = split_outputs(out)
+  return tf.reduce_sum(log_std + 0.5 * math.log(2 * math.pi * math.e), -1)
+
+
+# --- returns, baseline, advantages (numpy) ----------------------------------------------------------
+
+def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
+  """R_t = sum_{k >= t} gamma^(k-t) r_k along the last axis (H): [..., H] -> [..., H]."""
+  out = np.zeros_like(rewards, dtype=np.float64)
+  running = np.zeros(rewards.shape[:-1])
+  for t in range(rewards.shape[-1] - 1, -1, -1):
+    running = rewards[..., t] + gamma * running
+    out[..., t] = running
+  return out
+
+
+def baseline_features(obs: np.ndarray) -> np.ndarray:
+  """rllab's LinearFeatureBaseline features: [N, H, O] -> [N, H, 2O + 4]."""
+  o = np.clip(obs, -10, 10)
+  t = np.broadcast_to(np.arange(obs.shape[1])[None, :, None] / 100.0, obs.shape[:2] + (1,))
+  return np.concatenate([o, o ** 2, t, t ** 2, t ** 3, np.ones_like(t)], axis=-1)
+
+
+def fit_linear_baseline(obs: np.ndarray, returns: np.ndarray, mask: np.ndarray,
+                        reg: float = 1e-5) -> np.ndarray:
+  """Ridge regression of the returns on baseline_features over the valid steps of one task.
+
+  obs [N, H, O], returns and mask [N, H] -> baseline values [N, H]. As rllab, the ridge coefficient
+  grows x10 (up to 5 times) while the solution is not finite.
+  """
+  features = baseline_features(obs).astype(np.float64)
+  valid = mask.astype(bool)
+  f, r = features[valid], returns[valid]
+  for _ in range(5):
+    coef = np.linalg.solve(f.T @ f + reg * np.eye(f.shape[1]), f.T @ r)
+    if np.all(np.isfinite(coef)):
+      break
+    reg *= 10
+  return features @ coef
+
+
+def advantages(obs: np.ndarray, rewards: np.ndarray, mask: np.ndarray, gamma: float) -> np.ndarray:
+  """Standardized advantages per task, GAE with lambda = 1: A_t = R_t - b(s_t).
+
+  obs [T, N, H, O], rewards and mask [T, N, H] -> [T, N, H] (0 where masked). The linear baseline
+  is fitted per task on that task's batch; each task's advantages are then centred and scaled to unit
+  std over its valid steps (rllab's center_adv).
+  """
+  out = np.zeros(rewards.shape)
+  for i in range(rewards.shape[0]):
+    returns = discounted_returns(rewards[i] * mask[i], gamma)
+    adv = returns - fit_linear_baseline(obs[i], returns, mask[i])
+    valid = mask[i].astype(bool)
+    out[i][valid] = (adv[valid] - adv[valid].mean()) / (adv[valid].std() + 1e-8)
+  return out.astype(np.float32)
+
+
+# --- sampling -----------------------------------------------------------------------------------
+
+class Batch(NamedTuple):
+  """Rollouts of T tasks x N trajectories x H steps (numpy)."""
+  obs: np.ndarray       # [T, N, H, O] float32
+  actions: np.ndarray   # [T, N, H, A] float32
+  rewards: np.ndarray   # [T, N, H] float32
+  mask: np.ndarray      # [T, N, H] float32: 1 for the steps of the episode, 0 after it ended
+  outputs: np.ndarray   # [T, N, H, 2A] float32: the sampling policy's mean and log std
+
+  def returns(self) -> np.ndarray:
+    """Undiscounted return of every trajectory: [T, N]."""
+    return (self.rewards * self.mask).sum(-1)
+
+
+def rollouts(forward: Callable, task_params, envs, tasks: np.ndarray, per_task: int,
+             rng: np.random.Generator) -> Batch:
+  """Runs per_task trajectories of each task's policy for envs.horizon steps.
+
+  forward(task_params, obs [T, N, O]) -> outputs [T, N, 2A]: one batched policy call per time step
+  for all tasks and trajectories. tasks [T, task_dim]; actions are drawn from N(mean, std^2) with rng.
+  """
+  t, h = len(tasks), envs.horizon
+  envs.set_tasks(tasks, per_task)
+  obs = envs.reset(int(rng.integers(2 ** 31)))
+  o, a = envs.obs_dim, envs.act_dim
+  batch = Batch(np.zeros((t, per_task, h, o), np.float32), np.zeros((t, per_task, h, a), np.float32),
+                np.zeros((t, per_task, h), np.float32), np.zeros((t, per_task, h), np.float32),
+                np.zeros((t, per_task, h, 2 * a), np.float32))
+  done = np.zeros(t * per_task, bool)
+  for step in range(h):
+    x = obs.reshape(t, per_task, o)
+    out = np.asarray(forward(task_params, tf.constant(x)))
+    mean, log_std = out[..., :a], np.maximum(out[..., a:], MIN_LOG_STD)
+    action = (mean + np.exp(log_std) * rng.standard_normal(mean.shape)).astype(np.float32)
+    batch.obs[:, :, step], batch.actions[:, :, step], batch.outputs[:, :, step] = x, action, out
+    batch.mask[:, :, step] = (~done).reshape(t, per_task)
+    obs, reward, now_done = envs.step(action.reshape(t * per_task, a))
+    batch.rewards[:, :, step] = np.where(done, 0.0, reward).reshape(t, per_task)
+    done = done | now_done
+    if done.all():
+      break
+  return batch
+
+
+def support_set(batch: Batch, gamma: float) -> tuple[np.ndarray, np.ndarray]:
+  """A batch as MAML's (x, y): x = obs [T, N*H, O]; y = [actions, advantage, mask] [T, N*H, A+2]."""
+  t = batch.obs.shape[0]
+  adv = advantages(batch.obs, batch.rewards, batch.mask, gamma)
+  y = np.concatenate([batch.actions, adv[..., None], batch.mask[..., None]], -1)
+  return batch.obs.reshape(t, -1, batch.obs.shape[-1]), y.reshape(t, -1, y.shape[-1])
+
+
+def reinforce_loss(y: tf.Tensor, out: tf.Tensor, shots=None) -> tf.Tensor:
+  """The inner loss per task: -sum(log pi(a|s) * A * mask) / sum(mask). y [T, M, A+2] -> [T]."""
+  del shots  # the supervised core passes K; unused here
+  actions, adv, mask = y[..., :-2], y[..., -2], y[..., -1]
+  return -tf.reduce_sum(log_prob(out, actions) * adv * mask, -1) / tf.reduce_sum(mask, -1)
+
+
+# --- MAML with TRPO --------------------------------------------------------------------------------
+
+def flatten(tensors) -> tf.Tensor:
+  return tf.concat([tf.reshape(t, [-1]) for t in tensors], 0)
+
+
+def unflatten(flat: tf.Tensor, like) -> list[tf.Tensor]:
+  sizes = [int(np.prod(v.shape)) for v in like]
+  return [tf.reshape(p, v.shape) for p, v in zip(tf.split(flat, sizes), like)]
+
+
+def conjugate_gradient(matvec: Callable[[np.ndarray], np.ndarray], b: np.ndarray, iters: int = 10,
+                       residual_tol: float = 1e-10) -> np.ndarray:
+  """Approximately solves H x = b for symmetric positive definite H given as matvec (rllab's CG)."""
+  x = np.zeros_like(b)
+  r, p = b.copy(), b.copy()
+  rr = r @ r
+  for _ in range(iters):
+    z = matvec(p)
+    step = rr / (p @ z)
+    x += step * p
+    r -= step * z
+    rr_new = r @ r
+    if rr_new < residual_tol:
+      break
+    p = r + (rr_new / rr) * p
+    rr = rr_new
+  return x
+
+
+class MetaData(NamedTuple):
+  """What an outer TRPO step needs, as tensors of fixed shapes.
+
+  support_x [T, N*H, O], support_y [T, N*H, A+2]: pre-update samples (unused when inner_steps = 0);
+  query_x [T, N*H, O], query_y [T, N*H, A+2]: post-update samples with advantages and mask;
+  old [T, N*H, 2A]: the outputs of the policy that sampled the query set (pi_old').
+  """
+  support_x: tf.Tensor
+  support_y: tf.Tensor
+  query_x: tf.Tensor
+  query_y: tf.Tensor
+  old: tf.Tensor
+
+
+class MamlTrpo:
+  """theta <- TRPO step on the post-update surrogate of MAML (inner_steps = 1), or on the policy's own
+  surrogate (inner_steps = 0: the pretrained and oracle baselines).
+
+  Args:
+    model: the policy (policy_net); its variables are theta.
+    inner_lr: alpha; inner_steps: 0 or more SGD steps on the REINFORCE loss of the support set.
+    max_kl: delta; cg_iters, cg_damping: conjugate gradient; backtrack_ratio, max_backtracks: the
+      line search.
+  """
+
+  def __init__(self, model: keras.Model, *, inner_lr: float, inner_steps: int, max_kl: float = 0.01,
+               cg_iters: int = 10, cg_damping: float = 1e-5, backtrack_ratio: float = 0.8,
+               max_backtracks: int = 15):
+    self.model = model
+    self.learner = MAML(model, reinforce_loss, reinforce_loss, update_lr=inner_lr,
+                        num_updates=inner_steps)
+    self.inner_steps = inner_steps
+    self.max_kl, self.cg_iters, self.cg_damping = max_kl, cg_iters, cg_damping
+    self.backtrack_ratio, self.max_backtracks = backtrack_ratio, max_backtracks
+    self.variables = model.trainable_variables
+    self.dtype = self.variables[0].dtype
+    self._loss_grad = tf.function(self._loss_grad_fn)
+    self._loss_kl = tf.function(self._loss_kl_fn)
+    self._hvp = tf.function(self._hvp_fn)
+    self.forward = tf.function(self.learner.forward, reduce_retracing=True)
+
+  def adapted(self, params, support_x, support_y) -> list[tf.Tensor]:
+    """theta'_i for every task: [T, ...] per tensor (theta tiled if inner_steps = 0)."""
+    tiled = self.learner.tile(params, tf.shape(support_x)[0])
+    if self.inner_steps == 0:
+      return tiled
+    return self.learner.adapt(tiled, support_x, support_y, steps=self.inner_steps,
+                              lr=self.learner.update_lr, first_order=False)[0]
+
+  def surrogate_and_kl(self, params, data: MetaData) -> tuple[tf.Tensor, tf.Tensor]:
+    """(mean over tasks of -sum(ratio * A * mask)/sum(mask), mean KL(old || new) over valid steps)."""
+    new = self.learner.forward(self.adapted(params, data.support_x, data.support_y), data.query_x)
+    actions, adv, mask = data.query_y[..., :-2], data.query_y[..., -2], data.query_y[..., -1]
+    steps = tf.reduce_sum(mask, -1)
+    ratio = tf.exp(log_prob(new, actions) - log_prob(data.old, actions))
+    surrogate = -tf.reduce_sum(ratio * adv * mask, -1) / steps
+    kl = tf.reduce_sum(kl_divergence(data.old, new) * mask, -1) / steps
+    return tf.reduce_mean(surrogate), tf.reduce_mean(kl)
+
+  def _params(self):
+    return [tf.convert_to_tensor(v) for v in self.variables]
+
+  def _loss_grad_fn(self, data):
+    params = self._params()
+    with tf.GradientTape() as tape:
+      tape.watch(params)
+      loss, _ = self.surrogate_and_kl(params, data)
+    return loss, flatten(tape.gradient(loss, params))
+
+  def _loss_kl_fn(self, flat_params, data):
+    return self.surrogate_and_kl(unflatten(flat_params, self.variables), data)
+
+  def _hvp_fn(self, data, vector):
+    """(Hessian of the mean KL at theta) @ vector + damping * vector, by double back-propagation."""
+    params = self._params()
+    with tf.GradientTape() as outer:
+      outer.watch(params)
+      with tf.GradientTape() as inner:
+        inner.watch(params)
+        _, kl = self.surrogate_and_kl(params, data)
+      grad_kl = flatten(inner.gradient(kl, params))
+      grad_dot_v = tf.reduce_sum(grad_kl * vector)
+    return flatten(outer.gradient(grad_dot_v, params)) + self.cg_damping * vector
+
+  def hvp(self, data: MetaData, vector: np.ndarray) -> np.ndarray:
+    return self._hvp(data, tf.constant(vector, self.dtype)).numpy().astype(np.float64)
+
+  def step(self, data: MetaData) -> dict:
+    """One TRPO update of theta. Returns what happened (losses, KL, whether a step was taken)."""
+    loss_before, grad = (x.numpy().astype(np.float64) for x in self._loss_grad(data))
+    info = {'loss_before': float(loss_before), 'loss_after': float(loss_before), 'kl': 0.0,
+            'accepted': False, 'backtracks': 0, 'reason': ''}
+    if not np.all(np.isfinite(grad)):
+      info['reason'] = 'non-finite gradient'
+      return info
+    direction = conjugate_gradient(lambda v: self.hvp(data, v), grad, self.cg_iters)
+    curvature = float(direction @ self.hvp(data, direction))
+    if not (math.isfinite(curvature) and curvature > 0):  # rllab issue #24: NaN or negative s^T H s
+      info['reason'] = f'curvature s^T H s = {curvature}'
+      return info
+    step_size = math.sqrt(2 * self.max_kl / curvature)
+    theta = flatten(self._params()).numpy().astype(np.float64)
+    for k in range(self.max_backtracks):
+      candidate = theta - self.backtrack_ratio ** k * step_size * direction
+      loss, kl = (float(x) for x in self._loss_kl(tf.constant(candidate, self.dtype), data))
+      if math.isfinite(loss) and loss < loss_before and kl <= self.max_kl:
+        self.assign(candidate)
+        info.update(loss_after=loss, kl=kl, accepted=True, backtracks=k)
+        return info
+    info['reason'] = 'line search found no step that lowers the loss within the KL bound'
+    self.assign(theta)  # unchanged; written back so the variables hold exactly theta
+    return info
+
+  def assign(self, flat: np.ndarray) -> None:
+    for v, value in zip(self.variables, unflatten(tf.constant(flat, self.dtype), self.variables)):
+      v.assign(value)

@@ -1,0 +1,178 @@
+"""The RL core (rl.py) against closed forms, numpy, finite differences and explicit matrices."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import rl
+
+
+def gaussian_outputs(rng, shape, act_dim):
+  return tf.constant(np.concatenate([rng.normal(size=shape + (act_dim,)),
+                                     0.3 * rng.normal(size=shape + (act_dim,))], -1))
+
+
+def test_log_prob_kl_and_entropy_match_closed_forms():
+  rng = np.random.default_rng(0)
+  old, new = gaussian_outputs(rng, (4,), 3), gaussian_outputs(rng, (4,), 3)
+  actions = tf.constant(rng.normal(size=(4, 3)))
+  mean, log_std = old.numpy()[:, :3], old.numpy()[:, 3:]
+  std = np.exp(log_std)
+  want = np.sum(-0.5 * ((actions.numpy() - mean) / std) ** 2 - np.log(std * math.sqrt(2 * math.pi)), -1)
+  np.testing.assert_allclose(rl.log_prob(old, actions).numpy(), want, rtol=1e-12)
+  m1, s1 = new.numpy()[:, :3], np.exp(new.numpy()[:, 3:])
+  kl = np.sum(np.log(s1 / std) + (std ** 2 + (mean - m1) ** 2) / (2 * s1 ** 2) - 0.5, -1)
+  np.testing.assert_allclose(rl.kl_divergence(old, new).numpy(), kl, rtol=1e-12)
+  np.testing.assert_allclose(rl.kl_divergence(old, old).numpy(), 0, atol=1e-12)
+  np.testing.assert_allclose(rl.entropy(old).numpy(),
+                             np.sum(np.log(std) + 0.5 * np.log(2 * math.pi * math.e), -1), rtol=1e-12)
+
+
+def test_discounted_returns():
+  rewards = np.array([[1.0, 2.0, 3.0]])
+  np.testing.assert_allclose(rl.discounted_returns(rewards, 0.5), [[1 + 0.5 * 2 + 0.25 * 3, 2 + 1.5, 3]])
+
+
+def test_linear_baseline_is_the_ridge_least_squares_fit_on_valid_steps():
+  rng = np.random.default_rng(1)
+  obs, returns = rng.normal(size=(3, 5, 2)), rng.normal(size=(3, 5))
+  mask = np.ones((3, 5))
+  mask[0, 3:] = 0
+  fitted = rl.fit_linear_baseline(obs, returns, mask, reg=1e-5)
+  features = rl.baseline_features(obs)
+  valid = mask.astype(bool)
+  f = features[valid]
+  coef = np.linalg.solve(f.T @ f + 1e-5 * np.eye(f.shape[1]), f.T @ returns[valid])
+  np.testing.assert_allclose(fitted, features @ coef, rtol=1e-9)
+  assert features.shape == (3, 5, 2 * 2 + 4)
+  np.testing.assert_allclose(features[0, 2, 4:], [0.02, 0.02 ** 2, 0.02 ** 3, 1])
+
+
+def test_advantages_are_returns_minus_baseline_standardized_per_task():
+  rng = np.random.default_rng(2)
+  obs, rewards = rng.normal(size=(2, 4, 6, 2)), rng.normal(size=(2, 4, 6))
+  mask = np.ones((2, 4, 6))
+  mask[1, 0, 4:] = 0
+  adv = rl.advantages(obs, rewards, mask, gamma=0.99)
+  for i in range(2):
+    valid = mask[i].astype(bool)
+    assert abs(adv[i][valid].mean()) < 1e-5 and abs(adv[i][valid].std() - 1) < 1e-4
+  assert np.all(adv[1, 0, 4:] == 0)
+  returns = rl.discounted_returns(rewards[0], 0.99)
+  raw = returns - rl.fit_linear_baseline(obs[0], returns, mask[0])
+  np.testing.assert_allclose(adv[0], (raw - raw.mean()) / (raw.std() + 1e-8), rtol=1e-4, atol=1e-5)
+
+
+def test_conjugate_gradient_solves_a_small_spd_system():
+  rng = np.random.default_rng(3)
+  a = rng.normal(size=(6, 6))
+  spd = a @ a.T + 6 * np.eye(6)
+  b = rng.normal(size=6)
+  np.testing.assert_allclose(rl.conjugate_gradient(lambda v: spd @ v, b, iters=20), np.linalg.solve(spd, b),
+                             rtol=1e-8)
+
+
+def tiny_problem(inner_steps=1, seed=0, dtype='float64'):
+  """A 2-obs, 1-action policy with one hidden layer of 3, two tasks of 6 steps each."""
+  tf.keras.utils.set_random_seed(seed)
+  policy = rl.policy_net(2, 1, hidden=(3,), dtype=dtype)
+  algo = rl.MamlTrpo(policy, inner_lr=0.3, inner_steps=inner_steps, max_kl=0.01)
+  rng = np.random.default_rng(seed)
+
+  def xy():
+    mask = np.ones((2, 6, 1))
+    mask[1, 4:] = 0
+    return (tf.constant(rng.normal(size=(2, 6, 2)), dtype),
+            tf.constant(np.concatenate([rng.normal(size=(2, 6, 1)), rng.normal(size=(2, 6, 1)), mask], -1),
+                        dtype))
+
+  (sx, sy), (qx, qy) = xy(), xy()
+  params = [tf.convert_to_tensor(v) for v in policy.trainable_variables]
+  fast = algo.adapted(params, sx, sy)
+  old = algo.learner.forward(fast, qx) + tf.constant(0.05 * rng.normal(size=(2, 6, 2)), dtype)
+  return algo, rl.MetaData(sx, sy, qx, qy, old)
+
+
+def flat_theta(algo):
+  return rl.flatten([tf.convert_to_tensor(v) for v in algo.variables]).numpy()
+
+
+def test_meta_gradient_of_the_surrogate_matches_finite_differences():
+  """The surrogate includes the inner policy-gradient step: its gradient is the second-order one."""
+  algo, data = tiny_problem()
+  _, grad = algo._loss_grad(data)
+  theta = flat_theta(algo)
+  rng = np.random.default_rng(5)
+  loss = lambda t: float(algo._loss_kl(tf.constant(t), data)[0])
+  for _ in range(3):
+    d = rng.normal(size=theta.shape)
+    eps = 1e-6
+    fd = (loss(theta + eps * d) - loss(theta - eps * d)) / (2 * eps)
+    np.testing.assert_allclose(float(grad.numpy() @ d), fd, rtol=1e-6)
+  # The first-order variant (gradient taken at theta' with the inner step held fixed) differs.
+  first = algo.learner.adapt
+  algo.learner.adapt = lambda *a, **k: first(*a, **{**k, 'first_order': True})
+  _, grad_fo = tf.function(algo._loss_grad_fn)(data)
+  algo.learner.adapt = first
+  assert np.abs(grad_fo.numpy() - grad.numpy()).max() > 1e-4
+
+
+def test_curvature_vector_product_equals_the_explicit_kl_hessian():
+  algo, data = tiny_problem()
+  theta = tf.constant(flat_theta(algo))
+  with tf.GradientTape() as outer:
+    outer.watch(theta)
+    with tf.GradientTape() as inner:
+      inner.watch(theta)
+      kl = algo.surrogate_and_kl(rl.unflatten(theta, algo.variables), data)[1]
+    grad = inner.gradient(kl, theta)
+  hessian = outer.jacobian(grad, theta).numpy()
+  rng = np.random.default_rng(6)
+  for _ in range(3):
+    v = rng.normal(size=theta.shape)
+    np.testing.assert_allclose(algo.hvp(data, v), hessian @ v + algo.cg_damping * v, rtol=1e-8,
+                               atol=1e-12)
+
+
+def test_trpo_step_lowers_the_surrogate_within_the_kl_bound():
+  algo, data = tiny_problem()
+  info = algo.step(data)
+  assert info['accepted'], info
+  assert info['loss_after'] < info['loss_before'] and 0 < info['kl'] <= algo.max_kl
+  loss, kl = algo.surrogate_and_kl([tf.convert_to_tensor(v) for v in algo.variables], data)
+  np.testing.assert_allclose([float(loss), float(kl)], [info['loss_after'], info['kl']], rtol=1e-9)
+
+
+def test_line_search_rejects_every_step_and_restores_theta():
+  algo, data = tiny_problem()
+  algo.max_kl = 1e-14  # every candidate step violates the KL bound
+  theta = flat_theta(algo)
+  info = algo.step(data)
+  assert not info['accepted'] and 'line search' in info['reason']
+  np.testing.assert_array_equal(flat_theta(algo), theta)
+
+
+@pytest.mark.parametrize('curvature', [float('nan'), -1.0])
+def test_nan_or_negative_curvature_takes_no_step(curvature):
+  algo, data = tiny_problem()
+  theta = flat_theta(algo)
+  algo.hvp = lambda data, v: curvature * np.asarray(v)
+  info = algo.step(data)
+  assert not info['accepted'] and 'curvature' in info['reason']
+  np.testing.assert_array_equal(flat_theta(algo), theta)
+
+
+def test_inner_step_is_one_sgd_step_on_the_reinforce_loss():
+  algo, data = tiny_problem()
+  params = [tf.convert_to_tensor(v) for v in algo.variables]
+  fast = algo.adapted(params, data.support_x, data.support_y)
+  for t in range(2):
+    with tf.GradientTape() as tape:
+      tape.watch(params)
+      out = algo.model.stateless_call(params, [], data.support_x[t])[0]
+      loss = rl.reinforce_loss(data.support_y[t][None], out[None])[0]
+    grads = tape.gradient(loss, params)
+    for f, p, g in zip(fast, params, grads):
+      np.testing.assert_allclose(f[t].numpy(), (p - 0.3 * g).numpy(), rtol=1e-10, atol=1e-12)

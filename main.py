@@ -131,6 +131,24 @@ def resolve(test_mode: bool):
   return cfg, os.path.join(FLAGS.logdir, _run_name(name, overrides))
 
 
+def _run_rl(test_mode: bool) -> int:
+  """An RL row (paper Fig. 5): train it, or evaluate it after 0..3 gradient steps."""
+  import rl_trainer
+  if FLAGS.benchmark:
+    raise ConfigError('--benchmark times the supervised rows; an RL run logs its s/iteration')
+  cfg = experiments.get_rl(FLAGS.experiment)
+  overrides = {'iterations': FLAGS.metatrain_iterations, 'seed': FLAGS.seed,
+               'checkpoint_every': FLAGS.checkpoint_every, 'print_every': FLAGS.print_every,
+               'test_tasks': FLAGS.num_test_tasks}
+  cfg = cfg.replace(**{k: v for k, v in overrides.items() if v is not None})
+  run_dir = os.path.join(FLAGS.logdir, cfg.name + (f'.seed{cfg.seed}' if FLAGS.seed is not None else ''))
+  if test_mode:
+    rl_trainer.evaluate_rl(cfg, run_dir, test_iter=FLAGS.test_iter)
+  elif cfg.iterations:
+    rl_trainer.train_rl(cfg, run_dir, resume=FLAGS.resume)
+  return 0
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
@@ -149,6 +167,8 @@ def main(argv):
       report.write_report(FLAGS.report, FLAGS.logdir)
       return 0
     test_mode = not FLAGS.train and not FLAGS.benchmark
+    if FLAGS.experiment in experiments.RL_EXPERIMENTS:
+      return _run_rl(test_mode)
     cfg, run_dir = resolve(test_mode)
     if test_mode:  # the run's own config, with this command's runtime flags
       cfg = trainer.load_run_config(run_dir).replace(

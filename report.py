@@ -20,6 +20,7 @@ Published numbers come from the results files (which copy them from experiments.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Callable, Mapping, Sequence
 
@@ -405,6 +406,53 @@ def experiments_report(logdir: str) -> str:
   return table
 
 
+def rl_report(logdir: str, env: str) -> str:
+  """Paper Fig. 5 for one task family: average return after 0..3 gradient steps of MAML, pretrained,
+  random and oracle, reproduced ± 95% CI vs published, and the curves in <logdir>/figures/fig5_<env>.png.
+
+  Methods not evaluated yet show '—' with the command that evaluates them.
+  """
+  header = ('method', 'steps', 'reproduced', 'published', 'iteration')
+  lines = [f'# {env}: average return (paper Fig. 5)', '',
+           'Mean over the test tasks ± 95% CI after 0, 1, 2, 3 policy-gradient steps.', '',
+           '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  fig = Figure(figsize=(5, 3.5))
+  ax = fig.add_subplot()
+  missing = []
+  for method in experiments.RL_METHODS:
+    name = f'rl_{env}_{method}'
+    path = os.path.join(logdir, name, 'results', 'fig5.json')
+    cfg = experiments.get_rl(name)
+    published = ' / '.join(f'{v:g}' for v in cfg.published)
+    if not os.path.exists(path):
+      lines.append(f'| {method} | 0..{cfg.test_steps} | — | {published} | — |')
+      missing.append(f'python main.py --experiment={name} --train=False --logdir={logdir}')
+      continue
+    r = utils.read_json(path)
+    mean, ci = np.array(r['mean']), np.array(r['ci95'])
+    reproduced = ' / '.join(f'{m:.1f} ± {c:.1f}' for m, c in zip(mean, ci))
+    lines.append(f'| {method} | 0..{len(mean) - 1} | {reproduced} | {published} | {r["iteration"]} |')
+    steps = np.arange(len(mean))
+    if len(mean) == 1:  # the oracle is evaluated once and drawn flat, as Fig. 5
+      ax.axhline(mean[0], color='tab:gray', linestyle='--', label=method)
+    else:
+      ax.plot(steps, mean, marker='o', label=method)
+      ax.fill_between(steps, mean - ci, mean + ci, alpha=0.2)
+  ax.set_xlabel('number of gradient steps')
+  ax.set_ylabel('average return')
+  ax.set_title(env)
+  ax.legend(fontsize='small')
+  out_dir = os.path.join(logdir, FIGURES_DIR)
+  os.makedirs(out_dir, exist_ok=True)
+  written = _save(fig, os.path.join(out_dir, f'fig5_{env}.png'))
+  if missing:
+    lines += ['', 'Not evaluated yet:'] + [f'- `{c}`' for c in missing]
+  table = '\n'.join(lines) + '\n'
+  print(table)
+  print(f'wrote {written}')
+  return table
+
+
 GROUPS: dict[str, Callable[[str], str]] = {
     'sinusoid': sinusoid_report,
     'omniglot': lambda logdir: table1_report(logdir, experiments.OMNIGLOT_ROWS,
@@ -413,6 +461,7 @@ GROUPS: dict[str, Callable[[str], str]] = {
                                                  'MiniImagenet (paper Table 1)'),
     'experiments': experiments_report,
     'benchmark': benchmark.report_table,
+    **{f'rl_{env}': functools.partial(rl_report, env=env) for env in experiments.RL_ENVS},
 }
 
 

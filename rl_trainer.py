@@ -1,0 +1,175 @@
+"""Training and Fig. 5 evaluation of the RL rows: `train_rl(cfg, run_dir)`, `evaluate_rl(cfg, run_dir)`.
+
+A run directory holds config.json, checkpoints (theta, iteration, the sampling RNG), best/ (the
+parameters with the best average training return, which the paper evaluates), TensorBoard scalars
+(train/), the training curve (curve.json) and results (results/fig5.json).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+import data_generator
+from experiments import RLConfig
+import rl
+import rl_envs
+from trainer import RunError
+import utils
+
+CONFIG_FILE, CURVE_FILE, BEST_DIR, RESULTS = 'config.json', 'curve.json', 'best', 'results/fig5.json'
+
+
+class _Rng:
+  """A numpy Generator a tf.train.Checkpoint can save (data_generator.NumpyRngState)."""
+
+  def __init__(self, seed):
+    self.rng = np.random.default_rng(seed)
+
+  def get_state(self) -> str:
+    return json.dumps(self.rng.bit_generator.state)
+
+  def set_state(self, state: str) -> None:
+    self.rng.bit_generator.state = json.loads(state)
+
+
+def build(cfg: RLConfig):
+  """(envs, policy, MamlTrpo) of a row; keras.utils.set_random_seed(cfg.seed) fixes theta_0."""
+  envs = rl_envs.make_env(cfg.env, oracle=cfg.oracle)
+  keras.utils.set_random_seed(cfg.seed)
+  policy = rl.policy_net(envs.obs_dim, envs.act_dim, cfg.hidden)
+  algo = rl.MamlTrpo(policy, inner_lr=cfg.inner_lr, inner_steps=cfg.inner_steps, max_kl=cfg.max_kl,
+                     cg_iters=cfg.cg_iters, cg_damping=cfg.cg_damping,
+                     backtrack_ratio=cfg.backtrack_ratio, max_backtracks=cfg.max_backtracks)
+  return envs, policy, algo
+
+
+def meta_batch(cfg: RLConfig, envs, algo: rl.MamlTrpo, rng: np.random.Generator):
+  """Samples one meta-batch: (MetaData for TRPO, pre-update Batch, post-update Batch or None)."""
+  tasks = envs.sample_tasks(cfg.meta_batch_size, rng)
+  params = algo.learner.tile(algo.learner.params(), cfg.meta_batch_size)
+  pre = rl.rollouts(algo.forward, params, envs, tasks, cfg.per_task, rng)
+  support_x, support_y = (tf.constant(a) for a in rl.support_set(pre, cfg.gamma))
+  if cfg.inner_steps == 0:  # the policy's own surrogate on its own samples
+    old = pre.outputs.reshape(cfg.meta_batch_size, -1, pre.outputs.shape[-1])
+    return rl.MetaData(support_x, support_y, support_x, support_y, tf.constant(old)), pre, None
+  fast = algo.adapted(algo.learner.params(), support_x, support_y)
+  post = rl.rollouts(algo.forward, fast, envs, tasks, cfg.per_task, rng)
+  query_x, query_y = (tf.constant(a) for a in rl.support_set(post, cfg.gamma))
+  old = post.outputs.reshape(cfg.meta_batch_size, -1, post.outputs.shape[-1])
+  return rl.MetaData(support_x, support_y, query_x, query_y, tf.constant(old)), pre, post
+
+
+def train_rl(cfg: RLConfig, run_dir: str, resume: bool = True) -> int:
+  """Runs cfg.iterations outer TRPO steps (resuming from the latest checkpoint); returns the iteration."""
+  os.makedirs(run_dir, exist_ok=True)
+  config_path = os.path.join(run_dir, CONFIG_FILE)
+  if os.path.exists(config_path) and tf.train.latest_checkpoint(run_dir) and not resume:
+    raise RunError(f'{run_dir} already holds a trained run; pass --resume=True to continue it')
+  utils.write_json(config_path, cfg.to_dict())
+  envs, policy, algo = build(cfg)
+  rng = _Rng(cfg.seed)
+  iteration = tf.Variable(0, dtype=tf.int64, trainable=False)
+  ckpt = tf.train.Checkpoint(policy=policy, iteration=iteration,
+                             rng=data_generator.NumpyRngState(rng))
+  manager = tf.train.CheckpointManager(ckpt, run_dir, max_to_keep=3)
+  best = tf.train.CheckpointManager(ckpt, os.path.join(run_dir, BEST_DIR), max_to_keep=1)
+  if manager.latest_checkpoint:
+    ckpt.restore(manager.latest_checkpoint).assert_consumed()
+    logging.info('resumed %s at iteration %d', manager.latest_checkpoint, int(iteration))
+  curve_path = os.path.join(run_dir, CURVE_FILE)
+  curve = utils.read_json(curve_path) if os.path.exists(curve_path) else []
+  curve = [c for c in curve if c['iteration'] <= int(iteration)]
+  writer = tf.summary.create_file_writer(os.path.join(run_dir, 'train'))
+  start = it = int(iteration)
+  t_start = time.perf_counter()
+  logging.info('training %s: iterations %d..%d in %s', cfg.name, it, cfg.iterations, run_dir)
+  while it < cfg.iterations:
+    data, pre, post = meta_batch(cfg, envs, algo, rng.rng)
+    info = algo.step(data)
+    it += 1
+    record = {'iteration': it, 'pre_return': float(pre.returns().mean()),
+              'post_return': float(post.returns().mean()) if post is not None else None, **info}
+    if not np.isfinite(record['pre_return']) or not np.isfinite(info['loss_before']):
+      raise RunError(f'non-finite return or loss at iteration {it}; the last good checkpoint is '
+                     'kept. Lower --max_kl or the inner step size.')
+    score = record['post_return'] if post is not None else record['pre_return']
+    if not curve or score > max(c['score'] for c in curve):
+      iteration.assign(it)
+      best.save(checkpoint_number=it)
+    curve.append({**record, 'score': score})
+    with writer.as_default(step=it):
+      tf.summary.scalar('return/pre_update', record['pre_return'])
+      if post is not None:
+        tf.summary.scalar('return/post_update', record['post_return'])
+      tf.summary.scalar('trpo/kl', info['kl'])
+    if it % cfg.print_every == 0 or it == cfg.iterations:
+      elapsed = time.perf_counter() - t_start
+      eta = (cfg.iterations - it) * elapsed / (it - start)
+      post_text = f' | post-update return {record["post_return"]:.2f}' if post is not None else ''
+      logging.info('iter %d/%d | pre-update return %.2f%s | KL %.4f%s | %.2f s/it | ETA %s', it,
+                   cfg.iterations, record['pre_return'], post_text, info['kl'],
+                   '' if info['accepted'] else f' (no step: {info["reason"]})',
+                   elapsed / (it - start), utils.format_duration(eta))
+    if it % cfg.checkpoint_every == 0 or it == cfg.iterations:
+      iteration.assign(it)
+      manager.save(checkpoint_number=it)
+      utils.write_json(curve_path, curve)
+  writer.flush()
+  return it
+
+
+def adaptation_returns(cfg: RLConfig, envs, algo: rl.MamlTrpo, tasks: np.ndarray,
+                       rng: np.random.Generator) -> np.ndarray:
+  """Fig. 5: average return of each task after 0..test_steps plain policy-gradient steps.
+
+  Each step fits the baseline and advantages on that step's own test_per_task trajectories and takes
+  one SGD step on the REINFORCE loss, of size test_lr first and test_lr * test_later_lr_factor after
+  (the original's VPG test). Returns [test_steps + 1, tasks].
+  """
+  params = algo.learner.tile(algo.learner.params(), len(tasks))
+  returns = []
+  for step in range(cfg.test_steps + 1):
+    batch = rl.rollouts(algo.forward, params, envs, tasks, cfg.test_per_task, rng)
+    returns.append(batch.returns().mean(-1))
+    if step < cfg.test_steps:
+      x, y = (tf.constant(a) for a in rl.support_set(batch, cfg.gamma))
+      lr = cfg.test_lr * (1.0 if step == 0 else cfg.test_later_lr_factor)
+      params = algo.learner.adapt(params, x, y, steps=1, lr=lr, first_order=True)[0]
+  return np.array(returns)
+
+
+def evaluate_rl(cfg: RLConfig, run_dir: str, test_iter: int = -1) -> dict:
+  """Fig. 5 numbers of a run (the random baseline needs no run): writes and returns results/fig5.json.
+
+  test_iter: -1 the best training return (the paper's choice), -2 the latest checkpoint.
+  """
+  envs, policy, algo = build(cfg)
+  iteration = tf.Variable(0, dtype=tf.int64, trainable=False)
+  path = None
+  if cfg.method != 'random':
+    directory = os.path.join(run_dir, BEST_DIR) if test_iter == -1 else run_dir
+    path = tf.train.latest_checkpoint(directory)
+    if path is None:
+      raise RunError(f'no checkpoint in {directory}; train the row first: python main.py '
+                     f'--experiment={cfg.name} --logdir={os.path.dirname(run_dir) or "."}')
+    tf.train.Checkpoint(policy=policy, iteration=iteration).restore(path).expect_partial()
+  tasks = envs.sample_tasks(cfg.test_tasks, np.random.default_rng(cfg.test_seed))
+  returns = adaptation_returns(cfg, envs, algo, tasks, np.random.default_rng(cfg.test_seed + 1000))
+  mean, ci95 = utils.mean_and_ci95(returns)
+  result = {'experiment': cfg.name, 'env': cfg.env, 'method': cfg.method,
+            'iteration': int(iteration), 'checkpoint': path, 'num_tasks': cfg.test_tasks,
+            'trajectories_per_task': cfg.test_per_task, 'mean': mean.tolist(), 'ci95': ci95.tolist(),
+            'per_task': returns.tolist(), 'published': list(cfg.published), 'source': cfg.source,
+            'commit': utils.git_commit()}
+  os.makedirs(os.path.join(run_dir, 'results'), exist_ok=True)
+  utils.write_json(os.path.join(run_dir, RESULTS), result)
+  logging.info('%s: average return after 0..%d steps %s (published %s)', cfg.name, cfg.test_steps,
+               utils.format_steps(mean, '{:.1f}'), list(cfg.published))
+  return result

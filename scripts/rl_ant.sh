@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Paper Fig. 5, Ant goal velocity and direction: MAML, pretrained, random and oracle policies, each evaluated on 40
+# held-out tasks after 0..3 policy-gradient steps, printed next to the published returns.
+# Long runs (hours per row on 2 CPU cores; see README): they checkpoint every 10 TRPO iterations and
+# resume when the script is run again.
+#
+# Usage: bash scripts/rl_ant.sh [--quick] [--logdir=DIR]
+#   --quick   smoke run (2 TRPO iterations per trained row, 4 test tasks): the numbers mean nothing.
+source "$(dirname "$0")/lib.sh"
+parse_args "$@"
+logdir="${logdir:-logs/rl_ant$( (( quick )) && echo _quick)}"
+quick_train_flags() { echo --metatrain_iterations=2 --checkpoint_every=1; }
+QUICK_EVAL=(--num_test_tasks=4)
+run_rows rl_ant_vel_maml rl_ant_vel_pretrained rl_ant_vel_random rl_ant_vel_oracle rl_ant_dir_maml rl_ant_dir_pretrained rl_ant_dir_random rl_ant_dir_oracle
+report rl_ant_vel
+report rl_ant_dir

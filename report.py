@@ -395,6 +395,17 @@ def experiments_table() -> str:
     lines.append(f'| `{cfg.name}` | {cfg.num_classes} | {cfg.update_batch_size} ({shots}) | {alpha} | '
                  f'{steps} | {cfg.meta_batch_size} | {cfg.meta_lr:g} | {iterations} | '
                  f'{"yes" if cfg.stop_grad else "no"} | {published} |')
+  header = ('RL row', 'alpha (inner)', 'meta-batch', 'trajectories per task', 'TRPO iterations',
+            'test: tasks x trajectories, step sizes', 'published return after 0..3 steps')
+  lines += ['', '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  for cfg in experiments.RL_EXPERIMENTS.values():
+    alpha = f'{cfg.inner_lr:g}' if cfg.method == 'maml' else '—'
+    later = f', then {cfg.test_lr * cfg.test_later_lr_factor:g}' if cfg.test_steps > 1 else ''
+    test = f'{cfg.test_tasks} x {cfg.test_per_task}, ' + (
+        f'{cfg.test_lr:g}{later}' if cfg.test_steps else 'no step')
+    lines.append(f'| `{cfg.name}` | {alpha} | {cfg.meta_batch_size} | {cfg.per_task} | '
+                 f'{cfg.iterations or "—"} | {test} | '
+                 f'{" / ".join(f"{v:g}" for v in cfg.published)} |')
   return '\n'.join(lines) + '\n'
 
 

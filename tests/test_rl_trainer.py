@@ -74,3 +74,17 @@ def test_rl_rows_are_valid_and_round_trip():
     assert len(cfg.published) == cfg.test_steps + 1
   with pytest.raises(experiments.ConfigError, match='random baseline'):
     experiments.get_rl('rl_navigation_random').replace(iterations=3)
+
+
+@pytest.mark.parametrize('env', ['cheetah_vel', 'ant_dir'])
+def test_mujoco_plumbing(tmp_path, env):
+  """MAML-TRPO and the Fig. 5 evaluation run on the MuJoCo families (tiny batches: no learning)."""
+  pytest.importorskip('mujoco', reason='the MuJoCo families need gymnasium[mujoco] and mujoco')
+  cfg = small(f'rl_{env}_maml', meta_batch_size=2, per_task=2, iterations=2, test_tasks=2)
+  rl_trainer.train_rl(cfg, str(tmp_path))
+  curve = json.loads((tmp_path / 'curve.json').read_text())
+  assert len(curve) == 2
+  assert all(np.isfinite(c['pre_return']) and np.isfinite(c['post_return']) for c in curve)
+  assert all(c['kl'] <= cfg.max_kl for c in curve)
+  result = rl_trainer.evaluate_rl(cfg, str(tmp_path))
+  assert np.all(np.isfinite(result['mean'])) and len(result['mean']) == 4

@@ -450,6 +450,7 @@ def rl_report(logdir: str, env: str) -> str:
       ax.plot(steps, mean, marker='o', label=method)
       ax.fill_between(steps, mean - ci, mean + ci, alpha=0.2)
   ax.set_xlabel('number of gradient steps')
+  ax.set_xticks(range(4))
   ax.set_ylabel('average return')
   ax.set_title(env)
   ax.legend(fontsize='small')

@@ -138,10 +138,12 @@ def _run_rl(test_mode: bool) -> int:
     raise ConfigError('--benchmark times the supervised rows; an RL run logs its s/iteration')
   cfg = experiments.get_rl(FLAGS.experiment)
   overrides = {'iterations': FLAGS.metatrain_iterations, 'seed': FLAGS.seed,
-               'checkpoint_every': FLAGS.checkpoint_every, 'print_every': FLAGS.print_every,
-               'test_tasks': FLAGS.num_test_tasks}
-  cfg = cfg.replace(**{k: v for k, v in overrides.items() if v is not None})
-  run_dir = os.path.join(FLAGS.logdir, cfg.name + (f'.seed{cfg.seed}' if FLAGS.seed is not None else ''))
+               'meta_batch_size': FLAGS.meta_batch_size, 'checkpoint_every': FLAGS.checkpoint_every,
+               'print_every': FLAGS.print_every, 'test_tasks': FLAGS.num_test_tasks}
+  overrides = {k: v for k, v in overrides.items() if v is not None}
+  cfg = cfg.replace(**overrides)
+  run_dir = os.path.join(FLAGS.logdir, '.'.join(
+      [cfg.name] + [f'{k}{v}' for k, v in overrides.items() if k not in cfg.RUNTIME_FIELDS]))
   if test_mode:
     rl_trainer.evaluate_rl(cfg, run_dir, test_iter=FLAGS.test_iter)
   elif cfg.iterations:

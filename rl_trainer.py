@@ -70,8 +70,15 @@ def train_rl(cfg: RLConfig, run_dir: str, resume: bool = True) -> int:
   """Runs cfg.iterations outer TRPO steps (resuming from the latest checkpoint); returns the iteration."""
   os.makedirs(run_dir, exist_ok=True)
   config_path = os.path.join(run_dir, CONFIG_FILE)
-  if os.path.exists(config_path) and tf.train.latest_checkpoint(run_dir) and not resume:
-    raise RunError(f'{run_dir} already holds a trained run; pass --resume=True to continue it')
+  if os.path.exists(config_path) and tf.train.latest_checkpoint(run_dir):
+    if not resume:
+      raise RunError(f'{run_dir} already holds a trained run; pass --resume=True to continue it')
+    saved = RLConfig.from_dict(utils.read_json(config_path)).to_dict()
+    diff = [f'{k}: {saved[k]!r} -> {v!r}' for k, v in cfg.to_dict().items()
+            if k not in RLConfig.RUNTIME_FIELDS and saved.get(k) != v]
+    if diff:
+      raise RunError(f'{run_dir} was trained with another configuration ({"; ".join(diff)}); '
+                     'choose another --logdir')
   utils.write_json(config_path, cfg.to_dict())
   envs, policy, algo = build(cfg)
   rng = _Rng(cfg.seed)

@@ -5,7 +5,8 @@
 # resume when the script is run again.
 #
 # Usage: bash scripts/rl_ant.sh [--quick] [--logdir=DIR]
-#   --quick   smoke run (2 TRPO iterations per trained row, 4 test tasks): the numbers mean nothing.
+#   --quick   smoke run (2 TRPO iterations per trained row, 4 test tasks): the numbers
+#             mean nothing.
 source "$(dirname "$0")/lib.sh"
 parse_args "$@"
 logdir="${logdir:-logs/rl_ant$( (( quick )) && echo _quick)}"

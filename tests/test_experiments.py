@@ -73,3 +73,10 @@ def test_ci95_is_the_original_formula():
   mean, ci = utils.mean_and_ci95(values)
   assert mean[0] == 2.5
   assert math.isclose(ci[0], 1.96 * math.sqrt(1.25) / 2)  # numpy std (ddof=0), sqrt(n)
+
+
+def test_rl_scripts_run_every_rl_row():
+  named = set()
+  for script in (ROOT / 'scripts').glob('rl_*.sh'):
+    named |= set(re.findall(r'\b(rl_\w+_(?:maml|pretrained|random|oracle))\b', script.read_text()))
+  assert named == set(experiments.RL_EXPERIMENTS), set(experiments.RL_EXPERIMENTS) ^ named

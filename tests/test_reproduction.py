@@ -41,3 +41,14 @@ def test_sinusoid_maml_reproduces_table2_at_full_settings(tmp_path):
   maml, pretrained = results['sinusoid_maml'], results['sinusoid_pretrained']
   assert abs(maml[10] - 0.35) / 0.35 <= 0.2, maml
   assert all(m < p for m, p in zip(maml[1:], pretrained[1:])), (maml, pretrained)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('script', ['rl_navigation.sh', 'rl_cheetah.sh', 'rl_ant.sh'])
+def test_rl_scripts_quick_mode(tmp_path, script):
+  """Every RL script end to end in quick mode (2-3 TRPO iterations per trained row)."""
+  env = dict(os.environ, PYTHON=sys.executable, TF_CPP_MIN_LOG_LEVEL='3')
+  proc = subprocess.run(['bash', str(ROOT / 'scripts' / script), '--quick', f'--logdir={tmp_path}'],
+                        capture_output=True, text=True, env=env, timeout=3600)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  assert 'Not evaluated yet' not in proc.stdout and 'total wall time' in proc.stdout

@@ -88,3 +88,10 @@ def test_mujoco_plumbing(tmp_path, env):
   assert all(c['kl'] <= cfg.max_kl for c in curve)
   result = rl_trainer.evaluate_rl(cfg, str(tmp_path))
   assert np.all(np.isfinite(result['mean'])) and len(result['mean']) == 4
+
+
+def test_resuming_with_another_configuration_is_refused(tmp_path):
+  cfg = small('rl_navigation_maml', iterations=1)
+  rl_trainer.train_rl(cfg, str(tmp_path))
+  with pytest.raises(rl_trainer.RunError, match='another configuration'):
+    rl_trainer.train_rl(cfg.replace(inner_lr=0.1, iterations=2), str(tmp_path))

@@ -65,6 +65,8 @@ import sys
 
 import numpy as np
 
+from experiments import ConfigError
+
 try:
   import mujoco
   from gymnasium import utils as gym_utils
@@ -438,7 +440,8 @@ class MujocoTaskEnvs(TaskEnvs):
 
   def __init__(self, name: str, oracle: bool = False):
     if mujoco is None:
-      raise ImportError(f'{name} needs gymnasium[mujoco] and mujoco: {MUJOCO_IMPORT_ERROR}')
+      raise ConfigError(f'{name} needs gymnasium[mujoco] and mujoco ({MUJOCO_IMPORT_ERROR}); run '
+                        'pip install -r requirements.txt')
     robot, self.kind, self.task_high = self.FAMILIES[name]
     self._cls = HalfCheetahTask if robot == 'cheetah' else AntTask
     self.name, self.oracle = name, oracle

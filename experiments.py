@@ -403,6 +403,11 @@ class RLConfig:
   test_lr: float = 0.1
   test_later_lr_factor: float = 0.5
   test_seed: int = 1
+  # If set, test_lr is chosen from this grid by the mean return after 1..test_steps steps on
+  # tune_tasks validation tasks (drawn with tune_seed, never the test tasks).
+  test_lr_grid: tuple[float, ...] = ()
+  tune_tasks: int = 20
+  tune_seed: int = 100
   # Runtime.
   seed: int = 0
   checkpoint_every: int = 10
@@ -413,7 +418,8 @@ class RLConfig:
   choices: tuple[str, ...] = ()
 
   RUNTIME_FIELDS = ('iterations', 'checkpoint_every', 'print_every', 'test_tasks', 'test_per_task',
-                    'test_steps', 'test_lr', 'test_later_lr_factor', 'test_seed')
+                    'test_steps', 'test_lr', 'test_later_lr_factor', 'test_seed', 'test_lr_grid',
+                    'tune_tasks', 'tune_seed')
 
   @property
   def oracle(self) -> bool:
@@ -449,6 +455,10 @@ class RLConfig:
     for field in ('inner_lr', 'max_kl', 'test_lr'):
       if not (math.isfinite(getattr(self, field)) and getattr(self, field) > 0):
         bad(field, 'must be a positive number')
+    if any(not lr > 0 for lr in self.test_lr_grid):
+      bad('test_lr_grid', 'must hold positive step sizes')
+    if self.test_lr_grid and self.tune_seed == self.test_seed:
+      bad('tune_seed', 'must differ from test_seed: step sizes are never tuned on the test tasks')
     if not 0 < self.backtrack_ratio < 1 or not 0 < self.gamma <= 1:
       bad('backtrack_ratio', 'must lie in (0, 1), and gamma in (0, 1]')
     return self
@@ -477,30 +487,37 @@ _NAV_CHOICES = (
     'come from the code',
     'the pretrained baseline is trained with TRPO on its own samples (no inner step), like the '
     'locomotion ones; the original nav run used Adam on the pre-update surrogate',
+    'the pretrained baseline\'s test step size is tuned on 20 validation tasks from a grid around '
+    'the original\'s hand-picked one (TRPO shrinks its std, so the original\'s step overshoots)',
     'the model evaluated is the one with the best average training return (post-update for MAML), '
     'as the paper; --test_iter=-2 evaluates the last')
 _LOCO_CHOICES = _NAV_CHOICES[3:]
+_PRETRAINED_GRID = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 
 RL_EXPERIMENTS: dict[str, RLConfig] = {c.name: c for c in (
     _rl_rows('navigation', inner_lr=0.5, meta_batch_size=20, iterations=100, test_per_task=40,
              test_lr=0.5, choices=_NAV_CHOICES,
              maml=dict(published=(-40.4, -11.7, -3.3, -3.2)),
-             pretrained=dict(published=(-40.8, -19.7, -11.7, -8.5)),
+             pretrained=dict(test_lr_grid=_PRETRAINED_GRID,
+                             published=(-40.8, -19.7, -11.7, -8.5)),
              random=dict(iterations=0, published=(-82.7, -58.0, -53.8, -46.8)),
              oracle=dict(test_steps=0, published=(-2.3,)))
     + _rl_rows('cheetah_vel', choices=_LOCO_CHOICES,
                maml=dict(published=(-129.5, -78.6, -66.6, -60.8)),
-               pretrained=dict(test_lr=0.02, published=(-158.0, -135.4, -128.5, -133.6)),
+               pretrained=dict(test_lr=0.02, test_lr_grid=_PRETRAINED_GRID,
+                               published=(-158.0, -135.4, -128.5, -133.6)),
                random=dict(iterations=0, published=(-254.8, -254.3, -246.8, -230.8)),
                oracle=dict(test_steps=0, published=(-54.5,)))
     + _rl_rows('cheetah_dir', choices=_LOCO_CHOICES,
                maml=dict(published=(-50.7, 293.2, 313.5, 315.7)),
-               pretrained=dict(test_lr=0.2, published=(-43.0, -24.8, -12.9, 19.6)),
+               pretrained=dict(test_lr=0.2, test_lr_grid=_PRETRAINED_GRID,
+                               published=(-43.0, -24.8, -12.9, 19.6)),
                random=dict(iterations=0, test_lr=0.5, published=(-35.7, 21.8, 62.3, 86.2)),
                oracle=dict(test_steps=0, published=(442.7,)))
     + _rl_rows('ant_vel', choices=_LOCO_CHOICES,
                maml=dict(published=(30.6, 96.7, 100.1, 101.4)),
-               pretrained=dict(test_lr=0.2, published=(-1.8, 6.1, 8.5, 9.5)),
+               pretrained=dict(test_lr=0.2, test_lr_grid=_PRETRAINED_GRID,
+                               published=(-1.8, 6.1, 8.5, 9.5)),
                random=dict(iterations=0, test_lr=1.0, published=(-78.6, -62.8, -48.6, -35.6)),
                oracle=dict(test_steps=0, published=(107.9,)))
     # Ant direction: 40 trajectories per task ("40 rollouts for ant fwd/bwd"), later test steps at
@@ -508,7 +525,8 @@ RL_EXPERIMENTS: dict[str, RLConfig] = {c.name: c for c in (
     + _rl_rows('ant_dir', per_task=40, test_per_task=40, test_later_lr_factor=0.01, test_seed=2,
                choices=_LOCO_CHOICES,
                maml=dict(published=(8.7, 499.2, 500.7, 499.1)),
-               pretrained=dict(test_lr=0.2, published=(3.2, 1.3, 6.5, 6.9)),
+               pretrained=dict(test_lr=0.2, test_lr_grid=_PRETRAINED_GRID,
+                               published=(3.2, 1.3, 6.5, 6.9)),
                random=dict(iterations=0, test_lr=1.0, published=(3.1, 9.3, 16.0, 26.1)),
                oracle=dict(test_steps=0, published=(524.8,)))
 )}

@@ -401,8 +401,9 @@ def experiments_table() -> str:
   for cfg in experiments.RL_EXPERIMENTS.values():
     alpha = f'{cfg.inner_lr:g}' if cfg.method == 'maml' else '—'
     later = f', then {cfg.test_lr * cfg.test_later_lr_factor:g}' if cfg.test_steps > 1 else ''
-    test = f'{cfg.test_tasks} x {cfg.test_per_task}, ' + (
-        f'{cfg.test_lr:g}{later}' if cfg.test_steps else 'no step')
+    first = (f'tuned from {", ".join(f"{lr:g}" for lr in cfg.test_lr_grid)}' if cfg.test_lr_grid
+             else f'{cfg.test_lr:g}{later}')
+    test = f'{cfg.test_tasks} x {cfg.test_per_task}, ' + (first if cfg.test_steps else 'no step')
     lines.append(f'| `{cfg.name}` | {alpha} | {cfg.meta_batch_size} | {cfg.per_task} | '
                  f'{cfg.iterations or "—"} | {test} | '
                  f'{" / ".join(f"{v:g}" for v in cfg.published)} |')

@@ -167,12 +167,26 @@ def evaluate_rl(cfg: RLConfig, run_dir: str, test_iter: int = -1) -> dict:
       raise RunError(f'no checkpoint in {directory}; train the row first: python main.py '
                      f'--experiment={cfg.name} --logdir={os.path.dirname(run_dir) or "."}')
     tf.train.Checkpoint(policy=policy, iteration=iteration).restore(path).expect_partial()
+  tuning = {}
+  if cfg.test_lr_grid and cfg.test_steps:
+    val_tasks = envs.sample_tasks(cfg.tune_tasks, np.random.default_rng(cfg.tune_seed))
+    for lr in cfg.test_lr_grid:
+      val = adaptation_returns(cfg.replace(test_lr=lr), envs, algo, val_tasks,
+                               np.random.default_rng(cfg.tune_seed + 1000))
+      tuning[lr] = float(val[1:].mean())
+    cfg = cfg.replace(test_lr=max(tuning, key=tuning.get))
+    logging.info('test step size %g chosen on %d validation tasks (mean return after 1..%d steps: '
+                 '%s)', cfg.test_lr, cfg.tune_tasks, cfg.test_steps,
+                 ', '.join(f'{lr:g}: {v:.1f}' for lr, v in tuning.items()))
   tasks = envs.sample_tasks(cfg.test_tasks, np.random.default_rng(cfg.test_seed))
   returns = adaptation_returns(cfg, envs, algo, tasks, np.random.default_rng(cfg.test_seed + 1000))
   mean, ci95 = utils.mean_and_ci95(returns)
   result = {'experiment': cfg.name, 'env': cfg.env, 'method': cfg.method,
             'iteration': int(iteration), 'checkpoint': path, 'num_tasks': cfg.test_tasks,
-            'trajectories_per_task': cfg.test_per_task, 'mean': mean.tolist(), 'ci95': ci95.tolist(),
+            'trajectories_per_task': cfg.test_per_task, 'test_lr': cfg.test_lr,
+            'test_later_lr_factor': cfg.test_later_lr_factor,
+            'tuning': {f'{lr:g}': v for lr, v in tuning.items()},
+            'mean': mean.tolist(), 'ci95': ci95.tolist(),
             'per_task': returns.tolist(), 'published': list(cfg.published), 'source': cfg.source,
             'commit': utils.git_commit()}
   os.makedirs(os.path.join(run_dir, 'results'), exist_ok=True)

@@ -64,6 +64,9 @@ def test_fig5_evaluation_and_report(tmp_path):
     assert len(result['mean']) == (1 if method == 'oracle' else 4)
     assert np.array(result['per_task']).shape == (len(result['mean']), 3)
     assert result['published'] == list(cfg.published)
+    if method == 'pretrained':  # its step size is tuned on validation tasks
+      assert set(result['tuning']) == {f'{lr:g}' for lr in cfg.test_lr_grid}
+      assert result['test_lr'] == max(cfg.test_lr_grid, key=lambda lr: result['tuning'][f'{lr:g}'])
   table = report.write_report('rl_navigation', str(tmp_path))
   assert table.count(' | 0..3 | ') == 3 and '-40.4 / -11.7 / -3.3 / -3.2' in table
   assert (tmp_path / 'figures' / 'fig5_navigation.png').exists()

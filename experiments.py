@@ -18,6 +18,7 @@ from typing import Mapping
 DATASOURCES = ('sinusoid', 'omniglot', 'miniimagenet')
 TASK_PARALLELISM = ('vectorized_map', 'batched', 'map_fn', 'loop')
 DISTRIBUTE = ('none', 'mirrored', 'multi_worker')
+INNER_LOOPS = ('all', 'head')
 METRICS = ('mse', 'accuracy')
 NORMS = ('batch_norm', 'layer_norm', 'None')
 BASELINES = (None, 'oracle', 'finetune', 'nearest_neighbor')
@@ -53,6 +54,7 @@ class Config:
   test_num_updates: int = 10          # inner steps at meta-test (metrics after every step 0..this).
   stop_grad: bool = False             # first-order MAML: stop_gradient on the inner gradients.
   adapt_norm: bool = False            # also adapt normalization parameters in the inner loop.
+  inner_loop: str = 'all'             # 'all' (MAML) | 'head': only the last layer adapts (ANIL).
   # Outer loop.
   meta_batch_size: int = 25           # tasks per meta-update.
   meta_lr: float = 1e-3               # beta: Adam step size.
@@ -174,6 +176,8 @@ class Config:
       bad('eval_shots', 'must hold K values of at least 1')
     if any(h < 1 for h in self.hidden):
       bad('hidden', 'widths must be at least 1')
+    if self.inner_loop not in INNER_LOOPS:
+      bad('inner_loop', f'is not one of {INNER_LOOPS}')
     if self.distribute not in DISTRIBUTE:
       bad('distribute', f'is not one of {DISTRIBUTE}')
     if self.distribute != 'none' and self.baseline in ('finetune', 'nearest_neighbor'):
@@ -357,8 +361,27 @@ EXPERIMENTS.update({c.name: c for c in (
                       published=(Published(5, 0, 51.04, 0.65, _R_AND_L),)),
 )})
 
-OMNIGLOT_ROWS = tuple(n for n, c in EXPERIMENTS.items() if c.datasource == 'omniglot')
-MINIIMAGENET_ROWS = tuple(n for n, c in EXPERIMENTS.items() if c.datasource == 'miniimagenet')
+# --- ANIL (Raghu et al. 2020, "Rapid Learning or Feature Reuse?"): only the head adapts --------------
+
+_ANIL = 'ANIL paper Table 2 (via the learn2learn ANIL tutorial; ../shared/reference/paper-protocol.md §3d)'
+_ANIL_CHOICES = ('the original MAML rows\' settings with only the head in the inner loop (ANIL\'s '
+                 'own runs followed MAML\'s hyperparameters)',)
+ANIL_ROWS = ('omniglot_20way_1shot_anil', 'omniglot_20way_5shot_anil', 'miniimagenet_5way_1shot_anil',
+             'miniimagenet_5way_5shot_anil')
+EXPERIMENTS.update({
+    f'{base}_anil': EXPERIMENTS[base].replace(
+        name=f'{base}_anil', inner_loop='head', source=_ANIL,
+        choices=EXPERIMENTS[base].choices + _ANIL_CHOICES, published=published)
+    for base, published in (
+        ('omniglot_20way_1shot', (Published(1, 5, 96.2, 0.5, _ANIL),)),
+        ('omniglot_20way_5shot', (Published(5, 5, 98.0, 0.3, _ANIL),)),
+        ('miniimagenet_5way_1shot', (Published(1, 10, 46.7, 0.4, _ANIL),)),
+        ('miniimagenet_5way_5shot', (Published(5, 10, 61.5, 0.5, _ANIL),)))})
+
+OMNIGLOT_ROWS = tuple(n for n, c in EXPERIMENTS.items()
+                      if c.datasource == 'omniglot' and n not in ANIL_ROWS)
+MINIIMAGENET_ROWS = tuple(n for n, c in EXPERIMENTS.items()
+                          if c.datasource == 'miniimagenet' and n not in ANIL_ROWS)
 
 # Named groups the scripts and the report use: the figures show the first three; the table adds
 # MAML with the paper text's alpha.

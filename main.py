@@ -57,6 +57,8 @@ flags.DEFINE_bool('stop_grad', None, 'First-order MAML (stop_gradient on the inn
 flags.DEFINE_integer('seed', None, 'Seed of theta_0 and the training tasks (CPU runs are repeatable).')
 flags.DEFINE_float('meta_grad_clip', None, 'Clip meta-gradients to [-c, c].')
 flags.DEFINE_bool('adapt_norm', None, 'Also adapt the normalization parameters in the inner loop.')
+flags.DEFINE_enum('inner_loop', None, list(experiments.INNER_LOOPS),
+                  "What the inner loop adapts: 'all' (MAML) or 'head' (ANIL).")
 flags.DEFINE_integer('query_size', None, 'Query examples per class at training (default K).')
 flags.DEFINE_string('data_dir', None, 'Folder with the raw dataset files (image rows).')
 flags.DEFINE_enum('task_parallelism', None, list(experiments.TASK_PARALLELISM),
@@ -90,8 +92,8 @@ flags.DEFINE_enum('benchmark_data', 'synthetic', ['synthetic', 'sampler'],
 # Flags that change what is trained, in run-name order.
 TRAIN_FIELDS = ('num_classes', 'baseline', 'pretrain_iterations', 'meta_batch_size', 'meta_lr',
                 'update_batch_size', 'update_lr', 'num_updates', 'norm', 'num_filters', 'conv',
-                'max_pool', 'stop_grad', 'seed', 'meta_grad_clip', 'adapt_norm', 'query_size',
-                'metatrain_iterations')
+                'max_pool', 'stop_grad', 'seed', 'meta_grad_clip', 'adapt_norm', 'inner_loop',
+                'query_size', 'metatrain_iterations')
 RUNTIME_FLAGS = ('checkpoint_every', 'print_every', 'jit_compile', 'test_num_updates',
                  'num_test_tasks', 'test_query_size', 'data_dir', 'task_parallelism', 'val_every',
                  'steps_per_call', 'distribute', 'intra_op_threads')

@@ -156,11 +156,20 @@ def build_model(cfg: Config) -> keras.Model:
   return fc_net(shape, cfg.hidden, outputs, cfg.norm, name='no_conv')
 
 
-def inner_loop_mask(model: keras.Model, adapt_norm: bool = False) -> tuple[bool, ...]:
+def inner_loop_mask(model: keras.Model, adapt_norm: bool = False,
+                    inner_loop: str = 'all') -> tuple[bool, ...]:
   """One bool per trainable variable: True if the inner loop adapts it.
 
-  Normalization parameters are excluded unless adapt_norm (original: they are meta-learned only).
+  inner_loop='all' (MAML): every variable but the normalization parameters (unless adapt_norm;
+  original: they are meta-learned only). 'head' (ANIL, Raghu et al. 2020): only the last layer with
+  weights, the linear head; the body is meta-learned and never adapted.
   """
+  if inner_loop == 'head':
+    head = [layer for layer in model.layers if layer.trainable_variables][-1]
+    adapted = {id(v) for v in head.trainable_variables}
+    return tuple(id(v) in adapted for v in model.trainable_variables)
+  if inner_loop != 'all':
+    raise ValueError(f"inner_loop must be 'all' or 'head', not {inner_loop!r}")
   frozen = set()
 
   def visit(layer):

@@ -472,6 +472,8 @@ GROUPS: dict[str, Callable[[str], str]] = {
                                              'Omniglot (paper Table 1)'),
     'miniimagenet': lambda logdir: table1_report(logdir, experiments.MINIIMAGENET_ROWS,
                                                  'MiniImagenet (paper Table 1)'),
+    'anil': lambda logdir: table1_report(logdir, experiments.ANIL_ROWS,
+                                         'ANIL: only the head adapts (Raghu et al. 2020)'),
     'experiments': experiments_report,
     'benchmark': benchmark.report_table,
     **{f'rl_{env}': functools.partial(rl_report, env=env) for env in experiments.RL_ENVS},

@@ -51,7 +51,8 @@ def make_learner(cfg: Config, model: keras.Model, loss_fn, metric_fn, num_update
   """MAML over `model` with the row's alpha, inner-loop mask, clipping and task parallelism."""
   batched = models.task_batched_forward(model) if cfg.task_parallelism == 'batched' else None
   return MAML(model, loss_fn, metric_fn, update_lr=cfg.update_lr, num_updates=num_updates,
-              first_order=cfg.stop_grad, adapt_mask=models.inner_loop_mask(model, cfg.adapt_norm),
+              first_order=cfg.stop_grad,
+              adapt_mask=models.inner_loop_mask(model, cfg.adapt_norm, cfg.inner_loop),
               meta_grad_clip=cfg.meta_grad_clip, task_parallelism=cfg.task_parallelism,
               batched_forward=batched)
 

@@ -57,7 +57,12 @@ def test_omniglot_5way_1shot_trains_and_evaluates(tfds_cache, tmp_path):
   train_and_test('omniglot_5way_1shot', tmp_path, eval_shots=(1,))  # K=5 in the slow run
 
 
+def test_anil_row_trains_and_evaluates(tfds_cache, tmp_path):
+  train_and_test('omniglot_20way_1shot_anil', tmp_path, eval_shots=(1,), test_num_updates=5)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize('name', experiments.OMNIGLOT_ROWS + experiments.MINIIMAGENET_ROWS)
+@pytest.mark.parametrize('name', experiments.OMNIGLOT_ROWS + experiments.MINIIMAGENET_ROWS +
+                         experiments.ANIL_ROWS)
 def test_every_image_row_trains_and_evaluates(tfds_cache, tmp_path, name):
   train_and_test(name, tmp_path)

@@ -191,3 +191,21 @@ def test_batched_without_grouped_conv_gradients_is_one_clear_error():
                         cwd=pathlib.Path(__file__).resolve().parents[1], timeout=120)
   assert proc.returncode != 0 and 'ConfigError: task_parallelism=batched needs gradients' in proc.stderr
   assert '--task_parallelism=map_fn' in proc.stderr
+
+
+def test_anil_adapts_only_the_head():
+  """ANIL's inner loop never changes the body: after adaptation every body tensor is theta's."""
+  model = models.build_model(experiments.get('miniimagenet_5way_1shot_anil').replace(num_filters=4))
+  mask = models.inner_loop_mask(model, inner_loop='head')
+  adapted = [v.path for v, m in zip(model.trainable_variables, mask) if m]
+  assert adapted == ['head/kernel', 'head/bias']
+  learner = MAML(model, utils.xent, utils.accuracy, update_lr=0.5, num_updates=3, adapt_mask=mask,
+                 task_parallelism='map_fn')
+  sx, sy, _, _ = classification_episode(tasks=2, n=5, k=1, size=84, channels=3)
+  params = learner.params()
+  fast, _ = learner.adapt(learner.tile(params, 2), sx, sy, steps=3, lr=0.5, first_order=False)
+  for f, p, m in zip(fast, params, mask):
+    if m:
+      assert np.abs(f.numpy() - p.numpy()[None]).max() > 1e-4
+    else:
+      np.testing.assert_array_equal(f.numpy(), np.broadcast_to(p.numpy(), f.shape))

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# ANIL (Raghu et al. 2020): MAML with only the linear head adapted in the inner loop, on the rows the
+# ANIL paper reports (Omniglot 20-way, MiniImagenet 5-way; 1 and 5 shots), printed next to its numbers.
+#
+# Usage: bash scripts/anil.sh [--quick] [--logdir=DIR] [--data_omniglot=DIR] [--data_miniimagenet=DIR]
+#   --data_omniglot, --data_miniimagenet   the datasets' files (README "Data for the image rows");
+#                without them Omniglot is downloaded and MiniImagenet stops with what to do.
+#   --quick      smoke run (20 iterations, 10 test tasks per K).
+# Each row is 60,000 meta-iterations: hours on a CPU. Runs resume from their checkpoints.
+source "$(dirname "$0")/lib.sh"
+args=()
+omni_dir='' mini_dir=''
+for arg in "$@"; do
+  case "$arg" in
+    --data_omniglot=*) omni_dir="${arg#--data_omniglot=}" ;;
+    --data_miniimagenet=*) mini_dir="${arg#--data_miniimagenet=}" ;;
+    *) args+=("$arg") ;;
+  esac
+done
+parse_args ${args[@]+"${args[@]}"}
+logdir="${logdir:-logs/anil$( (( quick )) && echo _quick)}"
+base_extra=(${extra[@]+"${extra[@]}"})
+if [[ -n "$omni_dir" ]]; then extra=(${base_extra[@]+"${base_extra[@]}"} --data_dir="$omni_dir"); fi
+run_rows omniglot_20way_1shot_anil omniglot_20way_5shot_anil
+if [[ -n "$mini_dir" ]]; then extra=(${base_extra[@]+"${base_extra[@]}"} --data_dir="$mini_dir"); fi
+run_rows miniimagenet_5way_1shot_anil miniimagenet_5way_5shot_anil
+report anil

@@ -19,6 +19,9 @@ DATASOURCES = ('sinusoid', 'omniglot', 'miniimagenet')
 TASK_PARALLELISM = ('vectorized_map', 'batched', 'map_fn', 'loop')
 DISTRIBUTE = ('none', 'mirrored', 'multi_worker')
 INNER_LOOPS = ('all', 'head')
+METHODS = ('maml', 'reptile', 'protonet', 'matching')
+INNER_LRS = ('fixed', 'per_parameter', 'per_layer_per_step')
+METRIC_METHODS = ('protonet', 'matching')
 METRICS = ('mse', 'accuracy')
 NORMS = ('batch_norm', 'layer_norm', 'None')
 BASELINES = (None, 'oracle', 'finetune', 'nearest_neighbor')
@@ -37,6 +40,7 @@ class Published:
   value: float
   ci95: float | None = None
   source: str = ''
+  transductive: bool = True  # False: each query predicted in a batch with the support set only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,9 +59,21 @@ class Config:
   stop_grad: bool = False             # first-order MAML: stop_gradient on the inner gradients.
   adapt_norm: bool = False            # also adapt normalization parameters in the inner loop.
   inner_loop: str = 'all'             # 'all' (MAML) | 'head': only the last layer adapts (ANIL).
+  method: str = 'maml'                # 'maml' (and its variants below) | 'reptile' | 'protonet' |
+                                      # 'matching' (metric learners: no inner loop, no fine-tuning).
+  inner_lr: str = 'fixed'             # 'fixed' alpha | 'per_parameter' (Meta-SGD) | 'per_layer_per_step'
+                                      # (MAML++ LSLR): learned step sizes, initialized at alpha.
+  per_step_norm: bool = False         # MAML++ BNWB: normalization parameters learned per inner step.
+  multi_step_loss_epochs: int = 0     # MAML++ MSL: epochs of the annealed multi-step loss (0: off).
+  epoch_iterations: int = 500         # MAML++'s epoch, in meta-iterations (MSL weights change per epoch).
+  first_order_iterations: int = 0     # MAML++ DA: first-order meta-gradients for these iterations.
+  inner_batch_size: int = 10          # Reptile: examples per inner Adam minibatch at training.
+  test_inner_batch_size: int = 5      # Reptile: the same at meta-test (at most the support set).
+  full_context: bool = False          # Matching networks: full-context embeddings (LSTMs).
   # Outer loop.
   meta_batch_size: int = 25           # tasks per meta-update.
-  meta_lr: float = 1e-3               # beta: Adam step size.
+  meta_lr: float = 1e-3               # beta: Adam step size (Reptile: epsilon, SGD, annealed to 0).
+  min_meta_lr: float | None = None    # MAML++ CA: cosine annealing of beta to this (None: constant).
   metatrain_iterations: int = 70_000  # meta-updates (MAML objective).
   pretrain_iterations: int = 0        # plain multi-task updates of the pre-update loss, run first.
   meta_grad_clip: float | None = None  # clip meta-gradients to [-c, c] (original: MiniImagenet, 10).
@@ -80,6 +96,7 @@ class Config:
   num_tune_tasks: int = 100           # validation tasks used to tune the test step size.
   eval_seed: int = 1                  # seeds the test/validation tasks (original: np.random.seed(1)).
   report_step: int = 10               # the step whose metric the paper reports (Omniglot 5-way: 3).
+  transductive: bool = True           # meta-test: queries in one batch (False: each with the support set).
   val_every: int = 0                  # meta-validation every this many iterations (0: never).
   num_val_tasks: int = 100            # validation tasks per meta-validation.
   # Runtime (not part of the science; may change when a run is resumed).
@@ -99,17 +116,25 @@ class Config:
   published: tuple[Published, ...] = ()
   metric: str = 'mse'                 # what `published` and the results report: 'mse' or 'accuracy'.
 
+  # Where the numbers come from: not the experiment; a run takes them from the current table.
+  PROVENANCE_FIELDS = ('source', 'choices', 'published')
   # Fields a resumed run may change without starting a new experiment.
   RUNTIME_FIELDS = ('metatrain_iterations', 'pretrain_iterations', 'summary_every', 'print_every',
                     'checkpoint_every', 'jit_compile', 'task_parallelism', 'data_dir', 'eval_shots',
                     'num_test_tasks', 'test_query_size', 'eval_chunk', 'test_update_lr',
                     'test_update_lr_grid', 'num_tune_tasks', 'test_num_updates', 'eval_seed',
                     'report_step', 'val_every', 'num_val_tasks', 'steps_per_call', 'distribute',
-                    'intra_op_threads')
+                    'intra_op_threads', 'transductive', 'test_inner_batch_size')
 
   @property
   def train_query_size(self) -> int:
     return self.query_size if self.query_size is not None else self.update_batch_size
+
+  @property
+  def val_shots(self) -> int:
+    """K of meta-validation: the training K, but Reptile trains with more shots than it is tested
+    with, so it validates at its smallest test K."""
+    return min(self.eval_shots) if self.method == 'reptile' else self.update_batch_size
 
   @property
   def total_iterations(self) -> int:
@@ -186,7 +211,42 @@ class Config:
       bad('steps_per_call', 'must be 1 for the classifier baselines (their step is not looped)')
     if self.total_iterations == 0:
       bad('metatrain_iterations', 'and pretrain_iterations are both 0: nothing to train')
+    self._validate_method(bad)
     return self
+
+  def _validate_method(self, bad) -> None:
+    """The method and MAML-variant fields (Reptile, Meta-SGD, MAML++, metric learners)."""
+    if self.method not in METHODS:
+      bad('method', f'is not one of {METHODS}')
+    if self.inner_lr not in INNER_LRS:
+      bad('inner_lr', f'is not one of {INNER_LRS}')
+    for field in ('multi_step_loss_epochs', 'first_order_iterations'):
+      if getattr(self, field) < 0:
+        bad(field, 'must not be negative')
+    for field in ('epoch_iterations', 'inner_batch_size', 'test_inner_batch_size'):
+      if getattr(self, field) < 1:
+        bad(field, 'must be at least 1')
+    if self.min_meta_lr is not None and not 0 < self.min_meta_lr <= self.meta_lr:
+      bad('min_meta_lr', f'must lie in (0, meta_lr={self.meta_lr}]')
+    if self.multi_step_loss_epochs and self.num_updates < 1:
+      bad('multi_step_loss_epochs', 'needs num_updates >= 1')
+    if self.per_step_norm and (self.norm == 'None' or self.adapt_norm):
+      bad('per_step_norm', 'needs a norm that the inner loop does not adapt (norm set, adapt_norm False)')
+    if self.full_context and self.method != 'matching':
+      bad('full_context', 'is for matching networks only')
+    variants = {f: getattr(self, f) for f in ('inner_lr', 'per_step_norm', 'multi_step_loss_epochs',
+                                              'first_order_iterations', 'stop_grad', 'adapt_norm')
+                if getattr(self, f) != Config.__dataclass_fields__[f].default}
+    if self.method != 'maml':
+      if self.baseline is not None or self.pretrain_iterations:
+        bad('method', 'trains no baseline and no pretrain objective')
+      if self.inner_loop != 'all' or (variants and variants != {'adapt_norm': True}):
+        bad('method', f'has none of MAML\'s variants ({", ".join(variants) or "inner_loop"})')
+    if self.method in METRIC_METHODS:
+      if self.test_num_updates or self.report_step:
+        bad('method', 'fine-tunes nothing: test_num_updates and report_step must be 0')
+      if self.distribute != 'none':
+        bad('distribute', 'is for the gradient-based methods; metric learners run on one device')
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
@@ -378,10 +438,152 @@ EXPERIMENTS.update({
         ('miniimagenet_5way_1shot', (Published(1, 10, 46.7, 0.4, _ANIL),)),
         ('miniimagenet_5way_5shot', (Published(5, 10, 61.5, 0.5, _ANIL),)))})
 
+# --- The wider family (issue 6): Reptile, Meta-SGD, MAML++, Prototypical and Matching networks -------
+
+_REPTILE = ('Nichol, Achiam, Schulman 2018 (arXiv 1803.02999v3) Table 1/2, via '
+            '../shared/reference/paper-protocol.md §3b')
+_REPTILE_CHOICES = (
+    'openai/supervised-reptile README commands: inner Adam (beta1 = 0, lr 1e-3) on minibatches of '
+    '10 from 10 (Omniglot) / 15 (MiniImagenet) training shots per class, 5 / 8 inner steps, meta-'
+    'batch 5, epsilon 1 annealed linearly to 0 over 100k iterations; at test 50 Adam steps on '
+    'minibatches of at most 5 (Omniglot) / 15 (MiniImagenet) support examples',
+    'one run serves K = 1 and 5 (the original trains both with the same command but --shots)',
+    'the MAML row\'s conv4 and data (1100/100/423 characters, rotations per task, validation for '
+    'model selection), not the original\'s 1200 rotated training characters and its dense head',
+    'tasks of a meta-batch adapted side by side with a fresh Adam state each (the original keeps '
+    "Adam's moments across tasks); normalization parameters adapted in the inner loop, as the original",
+    'reported non-transductive (each query with the support set; the paper\'s main number); '
+    '--transductive=True gives the transductive one (results file without the _nontransductive suffix)',
+)
+_METASGD = ('Li, Zhou, Chen, Li 2017 (arXiv 1707.09835), via ../shared/reference/paper-protocol.md '
+            '§3d')
+_METASGD_CHOICES = (
+    'Meta-SGD: a meta-learned step size per parameter entry (initialized at alpha, as learn2learn; '
+    'the paper draws them from U[0.005, 0.1]), one inner step at training and the reported test '
+    'step; otherwise the MAML row\'s settings (the paper\'s own meta-batch and iterations are not in '
+    'the reference)',)
+_MAMLPP = ('Antoniou, Edwards, Storkey 2019 (ICLR), Table 2, via ../shared/reference/paper-protocol.md '
+           '§3a; configs of AntreasAntoniou/HowToTrainYourMAMLPytorch')
+_MAMLPP_CHOICES = (
+    'every MAML++ trick on: multi-step loss (annealed over 10 / 15 epochs of 500 iterations), '
+    'derivative-order annealing (first order for the first 50 of 100 epochs, the paper; the shipped '
+    'configs stay second order: --first_order_iterations=0), per-step normalization parameters, '
+    'learned per-layer per-step step sizes, cosine annealing of beta to 1e-5 (the Omniglot config; '
+    'the shipped MiniImagenet config sets min_lr = meta_lr, i.e. off: --min_meta_lr=0.001)',
+    'per-step batch-norm running statistics (BNRS) need no flag here: normalization always uses '
+    'the current batch (the MAML++ code also evaluates with training=True), so each step already '
+    'has its own statistics',
+    'the MAML++ configs\' mean cross-entropy with alpha 0.1 (Omniglot) / 0.01 (MiniImagenet) is this '
+    'repo\'s summed / K loss with alpha / N: 0.02 / 0.002',
+    'conv4 with max-pooling, 64 (Omniglot) / 48 (MiniImagenet) filters, beta-only batch norm as '
+    'the other rows; 5 steps at training and test; a single best-validated model, not the '
+    'top-5 validation ensemble of the MAML++ code',
+)
+_PROTO = ('Snell, Swersky, Zemel 2017 Table 1/2 (Omniglot; MiniImagenet ± from the paper), via '
+          '../shared/reference/paper-protocol.md §3d')
+_MATCHING = ('Vinyals et al. 2016 (Omniglot); MiniImagenet: Ravi & Larochelle 2017\'s re-run (FCE), '
+             'as paper Table 1, via ../shared/reference/paper-protocol.md §3d')
+_METRIC_CHOICES = (
+    'the MAML row\'s conv4 without its head as the embedding and the MAML row\'s episodes (5-way '
+    'at training too; Snell trained at a higher way: 60 Omniglot, 30/20 MiniImagenet), batch '
+    'norm with the statistics of the support and query sets of each task embedded together',
+    'Adam 1e-3, constant; 5 queries per class for Omniglot (Snell, Vinyals), 15 for MiniImagenet',
+)
+
+
+def _method_row(base: str, name: str, source: str, choices: tuple[str, ...], **fields) -> Config:
+  """A row of another method on the data, model and evaluation of the MAML row `base`."""
+  return EXPERIMENTS[base].replace(name=name, source=source,
+                                   choices=EXPERIMENTS[base].choices + choices, **fields)
+
+
+_REPTILE_FIELDS = dict(
+    method='reptile', adapt_norm=True, update_lr=1e-3, meta_lr=1.0, meta_batch_size=5,
+    metatrain_iterations=100_000, query_size=1, test_num_updates=50, report_step=50,
+    meta_grad_clip=None, eval_shots=(1, 5), val_every=2000, eval_chunk=20)
+_METRIC_FIELDS = dict(num_updates=0, test_num_updates=0, report_step=0)
+_MAMLPP_MINI = dict(
+    inner_lr='per_layer_per_step', per_step_norm=True, multi_step_loss_epochs=15,
+    first_order_iterations=25_000, min_meta_lr=1e-5, num_filters=48, meta_batch_size=2,
+    update_lr=0.002, test_num_updates=5, report_step=5, metatrain_iterations=50_000)
+EXPERIMENTS.update({c.name: c for c in (
+    _method_row('omniglot_5way_1shot', 'omniglot_5way_reptile', _REPTILE, _REPTILE_CHOICES,
+                **_REPTILE_FIELDS, update_batch_size=10, num_updates=5, inner_batch_size=10,
+                test_inner_batch_size=5, transductive=False,
+                published=(Published(1, 50, 95.39, 0.09, _REPTILE, False),
+                           Published(5, 50, 98.90, 0.10, _REPTILE, False),
+                           Published(1, 50, 97.68, 0.04, _REPTILE), Published(5, 50, 99.48, 0.06, _REPTILE))),
+    _method_row('miniimagenet_5way_1shot', 'miniimagenet_5way_reptile', _REPTILE, _REPTILE_CHOICES,
+                **_REPTILE_FIELDS, update_batch_size=15, num_updates=8, inner_batch_size=10,
+                test_inner_batch_size=15, transductive=False,
+                published=(Published(1, 50, 47.07, 0.26, _REPTILE, False),
+                           Published(5, 50, 62.74, 0.37, _REPTILE, False),
+                           Published(1, 50, 49.97, 0.32, _REPTILE), Published(5, 50, 65.99, 0.58, _REPTILE))),
+    _method_row('omniglot_5way_1shot', 'omniglot_5way_1shot_meta_sgd', _METASGD, _METASGD_CHOICES,
+                inner_lr='per_parameter', report_step=1,
+                published=(Published(1, 1, 99.53, None, _METASGD),)),  # its ± is unverified
+    _method_row('miniimagenet_5way_1shot', 'miniimagenet_5way_1shot_meta_sgd', _METASGD,
+                _METASGD_CHOICES, inner_lr='per_parameter', num_updates=1, report_step=1,
+                published=(Published(1, 1, 50.47, 1.87, _METASGD),)),
+    _method_row('miniimagenet_5way_5shot', 'miniimagenet_5way_5shot_meta_sgd', _METASGD,
+                _METASGD_CHOICES, inner_lr='per_parameter', num_updates=1, report_step=1,
+                published=(Published(5, 1, 64.03, 0.94, _METASGD),)),
+    _method_row('omniglot_5way_1shot', 'omniglot_5way_1shot_maml_plus_plus', _MAMLPP, _MAMLPP_CHOICES,
+                inner_lr='per_layer_per_step', per_step_norm=True, multi_step_loss_epochs=10,
+                first_order_iterations=25_000, min_meta_lr=1e-5, max_pool=True, meta_batch_size=8,
+                update_lr=0.02, num_updates=5, test_num_updates=5, report_step=5,
+                metatrain_iterations=50_000, published=(Published(1, 5, 99.47, None, _MAMLPP),)),
+    _method_row('miniimagenet_5way_1shot', 'miniimagenet_5way_1shot_maml_plus_plus', _MAMLPP,
+                _MAMLPP_CHOICES, **_MAMLPP_MINI, published=(Published(1, 5, 52.15, 0.26, _MAMLPP),)),
+    _method_row('miniimagenet_5way_5shot', 'miniimagenet_5way_5shot_maml_plus_plus', _MAMLPP,
+                _MAMLPP_CHOICES, **_MAMLPP_MINI, published=(Published(5, 5, 68.32, 0.44, _MAMLPP),)),
+    _method_row('omniglot_5way_1shot', 'omniglot_5way_1shot_protonet', _PROTO, _METRIC_CHOICES,
+                method='protonet', **_METRIC_FIELDS, query_size=5, metatrain_iterations=10_000,
+                published=(Published(1, 0, 98.8, None, _PROTO),)),
+    _method_row('miniimagenet_5way_1shot', 'miniimagenet_5way_1shot_protonet', _PROTO,
+                _METRIC_CHOICES, method='protonet', **_METRIC_FIELDS, meta_grad_clip=None,
+                metatrain_iterations=30_000, published=(Published(1, 0, 49.42, 0.78, _PROTO),)),
+    _method_row('miniimagenet_5way_5shot', 'miniimagenet_5way_5shot_protonet', _PROTO,
+                _METRIC_CHOICES, method='protonet', **_METRIC_FIELDS, meta_grad_clip=None,
+                metatrain_iterations=30_000, published=(Published(5, 0, 68.20, 0.66, _PROTO),)),
+    _method_row('omniglot_5way_1shot', 'omniglot_5way_1shot_matching', _MATCHING, _METRIC_CHOICES,
+                method='matching', **_METRIC_FIELDS, query_size=5, metatrain_iterations=10_000,
+                published=(Published(1, 0, 98.1, None, _MATCHING),)),
+    _method_row('miniimagenet_5way_1shot', 'miniimagenet_5way_1shot_matching', _MATCHING,
+                _METRIC_CHOICES, method='matching', full_context=True, **_METRIC_FIELDS,
+                meta_grad_clip=None, metatrain_iterations=30_000,
+                published=(Published(1, 0, 43.56, 0.84, _MATCHING),)),
+    _method_row('miniimagenet_5way_5shot', 'miniimagenet_5way_5shot_matching', _MATCHING,
+                _METRIC_CHOICES, method='matching', full_context=True, **_METRIC_FIELDS,
+                meta_grad_clip=None, metatrain_iterations=30_000,
+                published=(Published(5, 0, 55.31, 0.73, _MATCHING),)),
+)})
+METHOD_ROWS = {
+    'reptile': ('omniglot_5way_reptile', 'miniimagenet_5way_reptile'),
+    'meta_sgd': ('omniglot_5way_1shot_meta_sgd', 'miniimagenet_5way_1shot_meta_sgd',
+                 'miniimagenet_5way_5shot_meta_sgd'),
+    'maml_plus_plus': ('omniglot_5way_1shot_maml_plus_plus', 'miniimagenet_5way_1shot_maml_plus_plus',
+                       'miniimagenet_5way_5shot_maml_plus_plus'),
+    'protonet': ('omniglot_5way_1shot_protonet', 'miniimagenet_5way_1shot_protonet',
+                 'miniimagenet_5way_5shot_protonet'),
+    'matching': ('omniglot_5way_1shot_matching', 'miniimagenet_5way_1shot_matching',
+                 'miniimagenet_5way_5shot_matching'),
+    'anil': ANIL_ROWS,
+}
+_FAMILY = {row for rows in METHOD_ROWS.values() for row in rows}
 OMNIGLOT_ROWS = tuple(n for n, c in EXPERIMENTS.items()
-                      if c.datasource == 'omniglot' and n not in ANIL_ROWS)
+                      if c.datasource == 'omniglot' and n not in _FAMILY)
 MINIIMAGENET_ROWS = tuple(n for n, c in EXPERIMENTS.items()
-                          if c.datasource == 'miniimagenet' and n not in ANIL_ROWS)
+                          if c.datasource == 'miniimagenet' and n not in _FAMILY)
+# scripts/compare_methods.sh: one row per method on the same test tasks (5-way 1-shot).
+COMPARE_ROWS = {
+    'omniglot': ('omniglot_5way_1shot', 'omniglot_5way_1shot_meta_sgd', 'omniglot_5way_1shot_maml_plus_plus',
+                 'omniglot_5way_reptile', 'omniglot_5way_1shot_protonet', 'omniglot_5way_1shot_matching'),
+    'miniimagenet': ('miniimagenet_5way_1shot', 'miniimagenet_5way_1shot_first_order',
+                     'miniimagenet_5way_1shot_anil', 'miniimagenet_5way_1shot_meta_sgd',
+                     'miniimagenet_5way_1shot_maml_plus_plus', 'miniimagenet_5way_reptile',
+                     'miniimagenet_5way_1shot_protonet', 'miniimagenet_5way_1shot_matching'),
+}
 
 # Named groups the scripts and the report use: the figures show the first three; the table adds
 # MAML with the paper text's alpha.

@@ -60,6 +60,16 @@ flags.DEFINE_bool('adapt_norm', None, 'Also adapt the normalization parameters i
 flags.DEFINE_enum('inner_loop', None, list(experiments.INNER_LOOPS),
                   "What the inner loop adapts: 'all' (MAML) or 'head' (ANIL).")
 flags.DEFINE_integer('query_size', None, 'Query examples per class at training (default K).')
+flags.DEFINE_enum('inner_lr', None, list(experiments.INNER_LRS),
+                  "Inner step sizes: 'fixed' alpha, learned 'per_parameter' (Meta-SGD) or "
+                  "'per_layer_per_step' (MAML++ LSLR).")
+flags.DEFINE_bool('per_step_norm', None, 'MAML++: normalization parameters learned per inner step.')
+flags.DEFINE_integer('multi_step_loss_epochs', None, 'MAML++: epochs of the multi-step loss (0: off).')
+flags.DEFINE_integer('first_order_iterations', None, 'MAML++: first-order meta-iterations before '
+                     'second order (derivative-order annealing).')
+flags.DEFINE_float('min_meta_lr', None, 'MAML++: cosine-anneal the meta step size to this.')
+flags.DEFINE_integer('inner_batch_size', None, 'Reptile: examples per inner minibatch.')
+flags.DEFINE_bool('full_context', None, 'Matching networks: full-context embeddings.')
 flags.DEFINE_string('data_dir', None, 'Folder with the raw dataset files (image rows).')
 flags.DEFINE_enum('task_parallelism', None, list(experiments.TASK_PARALLELISM),
                   'How the forward pass maps over the tasks of a meta-batch (speed only).')
@@ -85,6 +95,10 @@ flags.DEFINE_float('train_update_lr', None, 'Test mode: the alpha the run was tr
 flags.DEFINE_integer('test_num_updates', None, 'Inner steps at meta-test.')
 flags.DEFINE_integer('num_test_tasks', None, 'Tasks per evaluation (paper protocol: 600).')
 flags.DEFINE_integer('test_query_size', None, 'Query examples per class at meta-test (default K).')
+flags.DEFINE_bool('transductive', None, 'Meta-test: predict a task\'s queries in one batch (False: '
+                  'each query in a batch with the support set only).')
+flags.DEFINE_integer('test_inner_batch_size', None, 'Reptile: minibatch size when fine-tuning at '
+                     'meta-test.')
 flags.DEFINE_integer('benchmark_iterations', 200, 'Benchmark: timed iterations after warm-up.')
 flags.DEFINE_enum('benchmark_data', 'synthetic', ['synthetic', 'sampler'],
                   "Benchmark: random episodes of the row's shapes, or the row's own data sampler.")
@@ -93,10 +107,13 @@ flags.DEFINE_enum('benchmark_data', 'synthetic', ['synthetic', 'sampler'],
 TRAIN_FIELDS = ('num_classes', 'baseline', 'pretrain_iterations', 'meta_batch_size', 'meta_lr',
                 'update_batch_size', 'update_lr', 'num_updates', 'norm', 'num_filters', 'conv',
                 'max_pool', 'stop_grad', 'seed', 'meta_grad_clip', 'adapt_norm', 'inner_loop',
-                'query_size', 'metatrain_iterations')
+                'query_size', 'inner_lr', 'per_step_norm', 'multi_step_loss_epochs',
+                'first_order_iterations', 'min_meta_lr', 'inner_batch_size', 'full_context',
+                'metatrain_iterations')
 RUNTIME_FLAGS = ('checkpoint_every', 'print_every', 'jit_compile', 'test_num_updates',
                  'num_test_tasks', 'test_query_size', 'data_dir', 'task_parallelism', 'val_every',
-                 'steps_per_call', 'distribute', 'intra_op_threads')
+                 'steps_per_call', 'distribute', 'intra_op_threads', 'transductive',
+                 'test_inner_batch_size')
 
 
 def _training_overrides(test_mode: bool) -> dict:
@@ -174,9 +191,10 @@ def main(argv):
     if FLAGS.experiment in experiments.RL_EXPERIMENTS:
       return _run_rl(test_mode)
     cfg, run_dir = resolve(test_mode)
-    if test_mode:  # the run's own config, with this command's runtime flags
+    if test_mode:  # the run's own config, with this command's runtime flags and today's provenance
       cfg = trainer.load_run_config(run_dir).replace(
-          **{f: FLAGS[f].value for f in RUNTIME_FLAGS if FLAGS[f].value is not None})
+          **{f: FLAGS[f].value for f in RUNTIME_FLAGS if FLAGS[f].value is not None},
+          **{f: getattr(cfg, f) for f in experiments.Config.PROVENANCE_FIELDS})
     if cfg.intra_op_threads:  # before TensorFlow runs its first op
       tf.config.threading.set_intra_op_parallelism_threads(cfg.intra_op_threads)
     if FLAGS.benchmark:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf  # task_batched_forward: grouped convolutions (keras.ops has no groups)
 
-from experiments import Config, ConfigError
+from experiments import METRIC_METHODS, Config, ConfigError
 
 class Normalization(keras.layers.Layer):
   """Batch or layer normalization that always uses the statistics of the current call.
@@ -110,7 +110,8 @@ def fc_net(input_shape: tuple[int, ...], hidden: tuple[int, ...], output_dim: in
 
 
 def conv_net(image_shape: tuple[int, int, int], num_classes: int, num_filters: int = 64,
-             max_pool: bool = False, norm_kind: str = 'batch_norm', name: str = 'conv4') -> keras.Model:
+             max_pool: bool = False, norm_kind: str = 'batch_norm', name: str = 'conv4',
+             head: bool = True) -> keras.Model:
   """The original's conv4: 4 x [3x3 conv (F filters) -> norm -> ReLU (-> 2x2 max-pool)] -> linear head.
 
   Without max_pool the convs have stride 2 (Omniglot 28 -> 14 -> 7 -> 4 -> 2) and the head averages
@@ -118,7 +119,8 @@ def conv_net(image_shape: tuple[int, int, int], num_classes: int, num_filters: i
   With max_pool the convs have stride 1 and each block ends with a VALID 2x2 pool (MiniImagenet
   84 -> 42 -> 21 -> 10 -> 5), then flatten and a Glorot-uniform [5*5*F, N] layer. Conv kernels are
   Glorot uniform (xavier_initializer_conv2d), biases 0. Omniglot 5-way: 112,005 parameters;
-  MiniImagenet 5-way, F = 32: 32,773.
+  MiniImagenet 5-way, F = 32: 32,773. head=False ends at the head's input (the embedding of the
+  metric learners: [M, F] for Omniglot, [M, 5*5*F] for MiniImagenet).
   """
   inputs = keras.Input(image_shape)
   h = inputs
@@ -137,6 +139,8 @@ def conv_net(image_shape: tuple[int, int, int], num_classes: int, num_filters: i
   else:
     h = keras.layers.GlobalAveragePooling2D()(h)
     head_init = keras.initializers.RandomNormal(stddev=1.0)
+  if not head:
+    return keras.Model(inputs, h, name=name)
   outputs = keras.layers.Dense(num_classes, kernel_initializer=head_init, name='head')(h)
   return keras.Model(inputs, outputs, name=name)
 
@@ -151,9 +155,21 @@ def build_model(cfg: Config) -> keras.Model:
   shape = IMAGE_SHAPES[cfg.datasource]
   # The classifier baselines train one output per meta-training class (then get an N-way head).
   outputs = cfg.classifier_classes if cfg.baseline in ('finetune', 'nearest_neighbor') else cfg.num_classes
+  if cfg.method in METRIC_METHODS:  # an embedding: the conv4 without its head
+    if not cfg.conv:
+      raise ConfigError(f'{cfg.name}: the metric learners embed with the conv4 (conv=True)')
+    return conv_net(shape, outputs, cfg.num_filters, cfg.max_pool, cfg.norm, name='embedding',
+                    head=False)
   if cfg.conv:
     return conv_net(shape, outputs, cfg.num_filters, cfg.max_pool, cfg.norm)
   return fc_net(shape, cfg.hidden, outputs, cfg.norm, name='no_conv')
+
+
+def norm_mask(model: keras.Model) -> tuple[bool, ...]:
+  """One bool per trainable variable: True for the normalization layers' parameters."""
+  norm = {id(v) for layer in model.layers if isinstance(layer, NORM_LAYERS)
+          for v in layer.trainable_variables}
+  return tuple(id(v) in norm for v in model.trainable_variables)
 
 
 def inner_loop_mask(model: keras.Model, adapt_norm: bool = False,

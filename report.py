@@ -339,18 +339,23 @@ def table1_report(logdir: str, rows: Sequence[str], title: str) -> str:
       curves[row] = sorted((int(k), v) for k, v in curve.items())
       best = f'{max(curve.values()):.2f}'
     for k in cfg.eval_shots:
-      path = os.path.join(logdir, row, 'results', f'{SPLIT}_K{k}.json')
-      published = next((p for p in cfg.published if p.shots == k and p.step == cfg.report_step),
-                        None)
-      pub = '—' if published is None else _published_text(dataclasses.asdict(published))
-      if os.path.exists(path):
-        r = utils.read_json(path)
-        step = cfg.report_step
-        cells = [f'{r["mean"][step]:.2f} ± {r["ci95"][step]:.2f} ({r["num_tasks"]} tasks)',
-                 pub, str(r['iteration'])]
-      else:
-        cells = ['—', pub, '—']
-      lines.append(f'| `{row}` | {k} | {cfg.report_step} | ' + ' | '.join(cells) + f' | {best} |')
+      # The row's evaluation mode, then the other one if it was published or evaluated (Reptile).
+      for transductive in (cfg.transductive, not cfg.transductive):
+        path = os.path.join(logdir, row, 'results', utils.results_name(SPLIT, k, transductive))
+        published = next((p for p in cfg.published if p.shots == k and p.step == cfg.report_step
+                          and p.transductive == transductive), None)
+        if transductive != cfg.transductive and published is None and not os.path.exists(path):
+          continue
+        pub = '—' if published is None else _published_text(dataclasses.asdict(published))
+        if os.path.exists(path):
+          r = utils.read_json(path)
+          step = cfg.report_step
+          cells = [f'{r["mean"][step]:.2f} ± {r["ci95"][step]:.2f} ({r["num_tasks"]} tasks)',
+                   pub, str(r['iteration'])]
+        else:
+          cells = ['—', pub, '—']
+        label = f'`{row}`' + ('' if transductive else ' (non-transductive)')
+        lines.append(f'| {label} | {k} | {cfg.report_step} | ' + ' | '.join(cells) + f' | {best} |')
   table = '\n'.join(lines) + '\n'
   if curves:
     out_dir = os.path.join(logdir, FIGURES_DIR)
@@ -371,8 +376,8 @@ def table1_report(logdir: str, rows: Sequence[str], title: str) -> str:
 
 def experiments_table() -> str:
   """The experiments table as markdown, one line per row (the README embeds it; a test keeps them equal)."""
-  header = ('row', 'N', 'K train (test)', 'alpha', 'steps train/test', 'meta-batch', 'beta',
-            'iterations', 'first order', 'published')
+  header = ('row', 'method', 'N', 'K train (test)', 'alpha', 'steps train/test', 'meta-batch',
+            'beta', 'iterations', 'first order', 'published')
   lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   for cfg in experiments.EXPERIMENTS.values():
     iterations = (f'{cfg.pretrain_iterations:,} pretrain' if cfg.pretrain_iterations else '')
@@ -383,16 +388,20 @@ def experiments_table() -> str:
       alpha = 'tuned at test from ' + ', '.join(f'{a:g}' for a in cfg.test_update_lr_grid)
     elif cfg.test_update_lr is not None:
       alpha = f'{cfg.test_update_lr:g} at test'
-    if not cfg.metatrain_iterations:
+    if cfg.method in experiments.METRIC_METHODS:  # no inner loop, no step size
+      alpha, steps = '—', '— / —'
+    elif not cfg.metatrain_iterations:
       steps = f'— / {cfg.test_num_updates}'
     else:
       steps = f'{cfg.num_updates} / {cfg.test_num_updates}'
     published = '; '.join(
-        f'K={k}: ' + ' / '.join(f'{p.value:g}' for p in cfg.published if p.shots == k) + ' after '
+        f'K={k}: ' + ' / '.join(f'{p.value:g}' + ('' if p.transductive else ' (non-transductive)')
+                                for p in cfg.published if p.shots == k) + ' after '
         + '/'.join(str(p.step) for p in cfg.published if p.shots == k) + ' steps'
         for k in sorted({p.shots for p in cfg.published})) or '—'
     shots = ', '.join(map(str, cfg.eval_shots))
-    lines.append(f'| `{cfg.name}` | {cfg.num_classes} | {cfg.update_batch_size} ({shots}) | {alpha} | '
+    lines.append(f'| `{cfg.name}` | {method_label(cfg)} | {cfg.num_classes} | '
+                 f'{cfg.update_batch_size} ({shots}) | {alpha} | '
                  f'{steps} | {cfg.meta_batch_size} | {cfg.meta_lr:g} | {iterations} | '
                  f'{"yes" if cfg.stop_grad else "no"} | {published} |')
   header = ('RL row', 'alpha (inner)', 'meta-batch', 'trajectories per task', 'TRPO iterations',
@@ -466,14 +475,102 @@ def rl_report(logdir: str, env: str) -> str:
   return table
 
 
+def methods_report(logdir: str) -> str:
+  """Every method of experiments.COMPARE_ROWS on the same 600 test tasks: one table per dataset
+  (5-way 1-shot, accuracy at each row's reported step, ± 95% CI, published) and a bar plot with the
+  CIs (<logdir>/figures/methods_<dataset>.png). Raises ConfigError if two evaluated rows of a
+  dataset did not see the same tasks (their tasks_sha256 differ); rows not evaluated show '—'."""
+  header = ('method (row)', 'step', 'reproduced', 'published', 'iteration')
+  lines, written = [], []
+  for dataset, rows in experiments.COMPARE_ROWS.items():
+    lines += [f'# {dataset}: 5-way 1-shot, every method on the same test tasks', '',
+              '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    bars, digests = [], {}
+    for row in rows:
+      cfg = experiments.EXPERIMENTS[row]
+      path = os.path.join(logdir, row, 'results', utils.results_name(SPLIT, 1, cfg.transductive))
+      published = next((p for p in cfg.published if p.shots == 1 and p.step == cfg.report_step
+                        and p.transductive == cfg.transductive), None)
+      pub = '—' if published is None else _published_text(dataclasses.asdict(published))
+      label = f'{method_label(cfg)} (`{row}`)'
+      if not os.path.exists(path):
+        lines.append(f'| {label} | {cfg.report_step} | — | {pub} | — |')
+        continue
+      r = utils.read_json(path)
+      digests[row] = (r.get('tasks_sha256'), r['num_tasks'])
+      mean, ci = r['mean'][cfg.report_step], r['ci95'][cfg.report_step]
+      bars.append((label.split(' (')[0], mean, ci, None if published is None else published.value))
+      lines.append(f'| {label} | {cfg.report_step} | {mean:.2f} ± {ci:.2f} ({r["num_tasks"]} tasks) '
+                   f'| {pub} | {r["iteration"]} |')
+    if len(set(digests.values())) > 1:
+      raise ConfigError(f'{dataset}: the evaluated rows saw different test tasks '
+                        f'({", ".join(f"{k}: {v[1]} tasks, {str(v[0])[:8]}" for k, v in digests.items())}); '
+                        're-evaluate them with the same --num_test_tasks')
+    if digests:
+      lines += ['', f'All {next(iter(digests.values()))[1]} test tasks identical across rows '
+                f'(sha256 of their images {str(next(iter(digests.values()))[0])[:12]}).']
+    lines.append('')
+    if bars:
+      fig = Figure(figsize=(1.2 * len(bars) + 2, 4))
+      ax = fig.subplots()
+      x = np.arange(len(bars))
+      ax.bar(x, [b[1] for b in bars], yerr=[b[2] for b in bars], capsize=4, label='this repo')
+      pubs = [(i, b[3]) for i, b in enumerate(bars) if b[3] is not None]
+      if pubs:
+        ax.scatter(*zip(*pubs), color='k', marker='_', s=400, zorder=3, label='published')
+      ax.set_xticks(x, [b[0] for b in bars], rotation=20, fontsize=8)
+      ax.set_ylabel('test accuracy (%)')
+      low = min(b[1] - b[2] for b in bars)
+      ax.set_ylim(max(0.0, low - 10), 100)
+      ax.legend(fontsize=8)
+      ax.set_title(f'{dataset}, 5-way 1-shot: mean ± 95% CI')
+      out_dir = os.path.join(logdir, FIGURES_DIR)
+      os.makedirs(out_dir, exist_ok=True)
+      written.append(_save(fig, os.path.join(out_dir, f'methods_{dataset}.png')))
+  table = '\n'.join(lines)
+  print(table)
+  if written:
+    print('wrote ' + ', '.join(written))
+  return table
+
+
+def method_label(cfg: experiments.Config) -> str:
+  """A short name of a row's method (MAML variants by their fields)."""
+  if cfg.baseline is not None:
+    return {'oracle': 'oracle', 'finetune': 'fine-tuning', 'nearest_neighbor': 'nearest neighbour'}[
+        cfg.baseline]
+  if cfg.pretrain_iterations and not cfg.metatrain_iterations:
+    return 'pretrained'
+  names = {'reptile': 'Reptile', 'protonet': 'ProtoNet', 'matching': 'Matching'}
+  if cfg.method in names:
+    return names[cfg.method] + (' (FCE)' if cfg.full_context else '')
+  if cfg.per_step_norm or cfg.multi_step_loss_epochs:
+    return 'MAML++'
+  if cfg.inner_lr == 'per_parameter':
+    return 'Meta-SGD'
+  if cfg.inner_loop == 'head':
+    return 'ANIL'
+  name = 'first-order MAML' if cfg.stop_grad else 'MAML'
+  return name + ('' if cfg.conv or cfg.datasource == 'sinusoid' else ', no conv')
+
+
+def _method_group(method: str, title: str):
+  return lambda logdir: table1_report(logdir, experiments.METHOD_ROWS[method], title)
+
+
 GROUPS: dict[str, Callable[[str], str]] = {
     'sinusoid': sinusoid_report,
     'omniglot': lambda logdir: table1_report(logdir, experiments.OMNIGLOT_ROWS,
                                              'Omniglot (paper Table 1)'),
     'miniimagenet': lambda logdir: table1_report(logdir, experiments.MINIIMAGENET_ROWS,
                                                  'MiniImagenet (paper Table 1)'),
-    'anil': lambda logdir: table1_report(logdir, experiments.ANIL_ROWS,
-                                         'ANIL: only the head adapts (Raghu et al. 2020)'),
+    'anil': _method_group('anil', 'ANIL: only the head adapts (Raghu et al. 2020)'),
+    'reptile': _method_group('reptile', 'Reptile (Nichol et al. 2018)'),
+    'meta_sgd': _method_group('meta_sgd', 'Meta-SGD: learned per-parameter step sizes (Li et al. 2017)'),
+    'maml_plus_plus': _method_group('maml_plus_plus', 'MAML++ (Antoniou et al. 2019)'),
+    'protonet': _method_group('protonet', 'Prototypical networks (Snell et al. 2017)'),
+    'matching': _method_group('matching', 'Matching networks (Vinyals et al. 2016)'),
+    'methods': methods_report,
     'experiments': experiments_report,
     'benchmark': benchmark.report_table,
     **{f'rl_{env}': functools.partial(rl_report, env=env) for env in experiments.RL_ENVS},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import os
 import shutil
 import tempfile
@@ -21,9 +22,11 @@ import tensorflow as tf
 
 import baselines
 import data_generator
-from experiments import Config
+from experiments import METRIC_METHODS, Config
 from maml import MAML
+import metric_learning
 import models
+from reptile import Reptile
 import utils
 
 CONFIG_FILE = 'config.json'
@@ -47,14 +50,43 @@ class Setup:
   iteration: tf.Variable
 
 
-def make_learner(cfg: Config, model: keras.Model, loss_fn, metric_fn, num_updates: int) -> MAML:
-  """MAML over `model` with the row's alpha, inner-loop mask, clipping and task parallelism."""
+def make_learner(cfg: Config, model: keras.Model, loss_fn, metric_fn, num_updates: int):
+  """The row's learner over `model`: MAML (with the row's alpha, inner-loop mask, clipping, task
+  parallelism and variants), Reptile, or a metric learner. All share the train/eval step interface."""
   batched = models.task_batched_forward(model) if cfg.task_parallelism == 'batched' else None
-  return MAML(model, loss_fn, metric_fn, update_lr=cfg.update_lr, num_updates=num_updates,
-              first_order=cfg.stop_grad,
-              adapt_mask=models.inner_loop_mask(model, cfg.adapt_norm, cfg.inner_loop),
-              meta_grad_clip=cfg.meta_grad_clip, task_parallelism=cfg.task_parallelism,
-              batched_forward=batched)
+  if cfg.method in METRIC_METHODS:
+    return metric_learning.MetricLearner(model, cfg.method, full_context=cfg.full_context,
+                                         task_parallelism=cfg.task_parallelism,
+                                         batched_forward=batched, transductive=cfg.transductive)
+  common = dict(update_lr=cfg.update_lr, num_updates=num_updates, first_order=cfg.stop_grad,
+                adapt_mask=models.inner_loop_mask(model, cfg.adapt_norm, cfg.inner_loop),
+                meta_grad_clip=cfg.meta_grad_clip, task_parallelism=cfg.task_parallelism,
+                batched_forward=batched, transductive=cfg.transductive)
+  if cfg.method == 'reptile':
+    return Reptile(model, loss_fn, metric_fn, **common, inner_batch=cfg.inner_batch_size,
+                   eval_batch=cfg.test_inner_batch_size, seed=cfg.seed)
+  return MAML(model, loss_fn, metric_fn, **common, inner_lr=cfg.inner_lr,
+              per_step_mask=models.norm_mask(model) if cfg.per_step_norm else None,
+              multi_step_loss_epochs=cfg.multi_step_loss_epochs,
+              epoch_iterations=cfg.epoch_iterations)
+
+
+def make_optimizer(cfg: Config) -> keras.optimizers.Optimizer:
+  """The meta-optimizer: Adam(beta), cosine-annealed to min_meta_lr (MAML++ CA) if set; Reptile:
+  SGD whose step size epsilon falls linearly from meta_lr to 0 over the meta-training."""
+  if cfg.method == 'reptile':
+    return keras.optimizers.SGD(keras.optimizers.schedules.PolynomialDecay(
+        cfg.meta_lr, cfg.metatrain_iterations, end_learning_rate=0.0))
+  if cfg.min_meta_lr is not None:
+    return keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
+        cfg.meta_lr, cfg.total_iterations, alpha=cfg.min_meta_lr / cfg.meta_lr))
+  return keras.optimizers.Adam(cfg.meta_lr)
+
+
+def trackables(setup: 'Setup') -> dict:
+  """What a checkpoint holds besides the optimizer and data: theta and the learner's extras."""
+  extras = setup.learner.extra_variables
+  return dict(model=setup.model, iteration=setup.iteration, **({'extras': extras} if extras else {}))
 
 
 def build(cfg: Config, strategy: tf.distribute.Strategy | None = None) -> Setup:
@@ -67,8 +99,8 @@ def build(cfg: Config, strategy: tf.distribute.Strategy | None = None) -> Setup:
     model = models.build_model(cfg)
     loss_fn, metric_fn = utils.loss_and_metric(cfg)
     learner = make_learner(cfg, model, loss_fn, metric_fn, cfg.num_updates)
-    optimizer = keras.optimizers.Adam(cfg.meta_lr)
-    optimizer.build(model.trainable_variables)
+    optimizer = make_optimizer(cfg)
+    optimizer.build(learner.variables)
   # Bookkeeping read on the host (int()), so a plain variable even under a strategy.
   iteration = tf.Variable(0, dtype=tf.int64, trainable=False)
   return Setup(cfg, model, learner, optimizer, iteration)
@@ -105,7 +137,7 @@ def _is_chief(strategy: tf.distribute.Strategy | None) -> bool:
 # --- run directory --------------------------------------------------------------------------------
 
 def _science_diff(saved: Config, cfg: Config) -> list[str]:
-  skip = set(Config.RUNTIME_FIELDS)
+  skip = set(Config.RUNTIME_FIELDS) | set(Config.PROVENANCE_FIELDS)
   a, b = saved.to_dict(), cfg.to_dict()
   return [f'{k}: {a[k]!r} -> {b[k]!r}' for k in a if k not in skip and a[k] != b.get(k)]
 
@@ -194,8 +226,7 @@ def _train(cfg: Config, run_dir: str, strategy, resume: bool, log_summaries: boo
     sampler = baselines.ClassificationSampler(cfg)
   else:
     sampler = data_generator.make_sampler(cfg, 'train')
-  ckpt = tf.train.Checkpoint(model=setup.model, optimizer=setup.optimizer,
-                             iteration=setup.iteration, data=sampler.trackable())
+  ckpt = tf.train.Checkpoint(optimizer=setup.optimizer, data=sampler.trackable(), **trackables(setup))
   manager = tf.train.CheckpointManager(ckpt, run_dir, max_to_keep=MAX_CHECKPOINTS,
                                        checkpoint_name=CKPT_PREFIX)
   if manager.latest_checkpoint:
@@ -219,6 +250,12 @@ def _train(cfg: Config, run_dir: str, strategy, resume: bool, log_summaries: boo
     if cfg.steps_per_call > 1:
       loops[objective] = setup.learner.make_train_step(setup.optimizer, objective, cfg.jit_compile,
                                                        cfg.steps_per_call, strategy)
+  if cfg.first_order_iterations:  # MAML++ derivative-order annealing: a first-order phase first
+    steps['first_order'] = setup.learner.make_train_step(
+        setup.optimizer, 'maml', cfg.jit_compile, strategy=strategy, first_order=True)
+    if cfg.steps_per_call > 1:
+      loops['first_order'] = setup.learner.make_train_step(
+          setup.optimizer, 'maml', cfg.jit_compile, cfg.steps_per_call, strategy, first_order=True)
   writer = tf.summary.create_file_writer(os.path.join(run_dir, 'train')) if log_summaries else None
   validator = _Validator(setup, ckpt, run_dir, writer) if cfg.val_every else None
   meter = _Meter()
@@ -250,6 +287,8 @@ def _train(cfg: Config, run_dir: str, strategy, resume: bool, log_summaries: boo
   try:
     while it < total:
       objective = 'pretrain' if it < cfg.pretrain_iterations else 'maml'
+      if objective == 'maml' and it < cfg.pretrain_iterations + cfg.first_order_iterations:
+        objective = 'first_order'
       # A looped call never steps over an iteration at which something is logged or saved.
       if objective in loops and _next_event(cfg, it) - it >= cfg.steps_per_call:
         episodes = [sampler.sample(*sizes)[:4] for _ in range(cfg.steps_per_call)]
@@ -299,8 +338,9 @@ def _next_event(cfg: Config, it: int) -> int:
   for every in (cfg.summary_every, cfg.print_every, cfg.checkpoint_every, cfg.val_every):
     if every:
       events.append((it // every + 1) * every)
-  if it < cfg.pretrain_iterations:
-    events.append(cfg.pretrain_iterations)
+  for switch in (cfg.pretrain_iterations, cfg.pretrain_iterations + cfg.first_order_iterations):
+    if it < switch:
+      events.append(switch)
   return min(events)
 
 
@@ -318,7 +358,7 @@ class _Validator:
     self.path = os.path.join(run_dir, VAL_FILE)
     self.manager = tf.train.CheckpointManager(ckpt, os.path.join(run_dir, BEST_DIR), max_to_keep=1,
                                               checkpoint_name=CKPT_PREFIX)
-    k = cfg.update_batch_size
+    k = cfg.val_shots
     sampler = data_generator.make_sampler(cfg, 'val', k)
     q = (cfg.test_query_size or k) * cfg.num_classes
     # Drawn once: the same validation tasks at every validation.
@@ -374,7 +414,7 @@ def restore_for_eval(cfg: Config, run_dir: str, test_iter: int = -1) -> tuple[Se
       have = tf.train.get_checkpoint_state(run_dir)
       kept = [os.path.basename(p) for p in have.all_model_checkpoint_paths] if have else []
       raise RunError(f'no checkpoint {candidates[0]}; {run_dir} holds: {", ".join(kept) or "none"}')
-  ckpt = tf.train.Checkpoint(model=setup.model, iteration=setup.iteration)
+  ckpt = tf.train.Checkpoint(**trackables(setup))
   ckpt.restore(path).assert_existing_objects_matched().expect_partial()
   return setup, path
 
@@ -394,6 +434,8 @@ def _make_eval_fn(setup: Setup):
       return {'loss': tf.zeros_like(metric), 'metric': tf.constant(metric)}
     return nearest
   learner = setup.learner
+  if cfg.method in METRIC_METHODS:
+    return learner.make_eval_step(0, cfg.jit_compile)
   if cfg.baseline == 'finetune':
     model = baselines.task_model(setup.model, cfg)
     learner = make_learner(cfg, model, learner.loss_fn, learner.metric_fn, num_updates=0)
@@ -459,9 +501,10 @@ def evaluate(cfg: Config, run_dir: str, *, split: str = 'test', test_iter: int =
       lr = cfg.update_lr
     sampler = data_generator.make_sampler(cfg, split, k)
     q = (cfg.test_query_size or k) * cfg.num_classes
+    digest = hashlib.sha256()  # of the tasks' images: runs compared side by side saw the same tasks
     chunks = data_generator.task_chunks(sampler, cfg.num_test_tasks, k * cfg.num_classes, q,
                                         cfg.eval_chunk)
-    per_task = _run_tasks(eval_fn, chunks, lr)
+    per_task = _run_tasks(eval_fn, _hashed(chunks, digest), lr)
     mean, ci95 = utils.mean_and_ci95(per_task['metric'])
     nonfinite = (~np.isfinite(per_task['metric'])).sum(axis=1)
     if nonfinite.any():
@@ -470,7 +513,9 @@ def evaluate(cfg: Config, run_dir: str, *, split: str = 'test', test_iter: int =
                       cfg.num_test_tasks, int(np.argmax(nonfinite > 0)))
     result = {
         'experiment': cfg.name, 'split': split, 'shots': k, 'num_tasks': cfg.num_test_tasks,
-        'metric': cfg.metric, 'update_lr': lr, 'step_size_tuning': scores,
+        'metric': cfg.metric, 'update_lr': lr if cfg.inner_lr == 'fixed' else 'learned',
+        'step_size_tuning': scores, 'method': cfg.method, 'transductive': cfg.transductive,
+        'tasks_sha256': digest.hexdigest(),
         'steps': list(range(cfg.test_num_updates + 1)),
         'mean': mean.tolist(), 'ci95': ci95.tolist(),
         'median': np.median(per_task['metric'], axis=1).tolist(),
@@ -478,16 +523,25 @@ def evaluate(cfg: Config, run_dir: str, *, split: str = 'test', test_iter: int =
         'checkpoint': os.path.relpath(path, run_dir), 'iteration': int(setup.iteration),
         'eval_seed': cfg.eval_seed, 'seed': cfg.seed, 'commit': utils.git_commit(),
         'published': [dict(dataclasses.asdict(p), reproduced=mean[p.step], reproduced_ci95=ci95[p.step])
-                      for p in cfg.published if p.shots == k and p.step <= cfg.test_num_updates],
+                      for p in cfg.published if p.shots == k and p.step <= cfg.test_num_updates
+                      and p.transductive == cfg.transductive],
     }
     if cfg.datasource == 'sinusoid':
       result['curves'] = sinusoid_curves(setup, k, lr, os.path.join(out_dir, f'{split}_K{k}_curves.npz'))
-    utils.write_json(os.path.join(out_dir, f'{split}_K{k}.json'), result)
+    utils.write_json(os.path.join(out_dir, utils.results_name(split, k, cfg.transductive)), result)
     logging.info('%s K=%d alpha=%g (%d tasks, %.1fs): %s after 0..%d steps: %s', cfg.name, k, lr,
                  cfg.num_test_tasks, time.perf_counter() - t0, cfg.metric, cfg.test_num_updates,
                  utils.format_steps(mean))
     results.append(result)
   return results
+
+
+def _hashed(chunks, digest):
+  """The Episode chunks unchanged, each one's support and query images fed to `digest`."""
+  for episode in chunks:
+    for images in (episode.support_x, episode.query_x):
+      digest.update(np.ascontiguousarray(images).tobytes())
+    yield episode
 
 
 def sinusoid_curves(setup: Setup, shots: int, lr: float, path: str, num_tasks: int = 4) -> str:

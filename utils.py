@@ -77,6 +77,11 @@ def git_commit() -> str:
   return commit + ('+dirty' if dirty else '')
 
 
+def results_name(split: str, shots: int, transductive: bool = True) -> str:
+  """<split>_K<K>.json; non-transductive evaluations get their own file (_nontransductive)."""
+  return f'{split}_K{shots}{"" if transductive else "_nontransductive"}.json'
+
+
 def write_json(path: str, data) -> None:
   """Writes atomically (a crash never leaves half a results file)."""
   tmp = path + '.tmp'

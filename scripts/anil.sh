@@ -8,20 +8,7 @@
 #   --quick      smoke run (20 iterations, 10 test tasks per K).
 # Each row is 60,000 meta-iterations: hours on a CPU. Runs resume from their checkpoints.
 source "$(dirname "$0")/lib.sh"
-args=()
-omni_dir='' mini_dir=''
-for arg in "$@"; do
-  case "$arg" in
-    --data_omniglot=*) omni_dir="${arg#--data_omniglot=}" ;;
-    --data_miniimagenet=*) mini_dir="${arg#--data_miniimagenet=}" ;;
-    *) args+=("$arg") ;;
-  esac
-done
-parse_args ${args[@]+"${args[@]}"}
+parse_args "$@"
 logdir="${logdir:-logs/anil$( (( quick )) && echo _quick)}"
-base_extra=(${extra[@]+"${extra[@]}"})
-if [[ -n "$omni_dir" ]]; then extra=(${base_extra[@]+"${base_extra[@]}"} --data_dir="$omni_dir"); fi
-run_rows omniglot_20way_1shot_anil omniglot_20way_5shot_anil
-if [[ -n "$mini_dir" ]]; then extra=(${base_extra[@]+"${base_extra[@]}"} --data_dir="$mini_dir"); fi
-run_rows miniimagenet_5way_1shot_anil miniimagenet_5way_5shot_anil
+run_rows $(rows_of "e.METHOD_ROWS['anil']")
 report anil

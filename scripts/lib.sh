@@ -7,14 +7,31 @@ PYTHON="${PYTHON:-python}"
 quick=0
 logdir=''
 extra=()
+data_omniglot=''
+data_miniimagenet=''
+# --data_omniglot=DIR / --data_miniimagenet=DIR give each row the --data_dir of its dataset
+# (run_rows picks it by the row's name); --data_dir=DIR gives every row the same.
 parse_args() {
   for arg in "$@"; do
     case "$arg" in
       --quick) quick=1 ;;
       --logdir=*) logdir="${arg#--logdir=}" ;;
+      --data_omniglot=*) data_omniglot="${arg#--data_omniglot=}" ;;
+      --data_miniimagenet=*) data_miniimagenet="${arg#--data_miniimagenet=}" ;;
       *) extra+=("$arg") ;;
     esac
   done
+}
+
+data_flags() {  # row -> its --data_dir flag, if one was given for its dataset
+  case "$1" in
+    omniglot_*) [[ -z "$data_omniglot" ]] || echo "--data_dir=$data_omniglot" ;;
+    miniimagenet_*) [[ -z "$data_miniimagenet" ]] || echo "--data_dir=$data_miniimagenet" ;;
+  esac
+}
+
+rows_of() {  # a Python expression over the experiments module -> its rows, one line
+  "$PYTHON" -c "import experiments as e; print(' '.join($1))"
 }
 
 # Quick mode: a smoke run of the whole pipeline (a few iterations, a few test tasks); the numbers
@@ -28,17 +45,19 @@ quick_train_flags() {  # row -> flags
 run_rows() {
   local row
   for row in "$@"; do
-    local train=() evaluate=()
+    local train=() evaluate=() data=()
     if (( quick )); then
       read -r -a train <<< "$(quick_train_flags "$row")"
       evaluate=("${QUICK_EVAL[@]}")
     fi
+    read -r -a data <<< "$(data_flags "$row")"
     echo "=== $row: train ($logdir)"
     "$PYTHON" main.py --experiment="$row" --logdir="$logdir" \
-      ${train[@]+"${train[@]}"} ${extra[@]+"${extra[@]}"}
+      ${train[@]+"${train[@]}"} ${data[@]+"${data[@]}"} ${extra[@]+"${extra[@]}"}
     echo "=== $row: evaluate on the test tasks"
     "$PYTHON" main.py --experiment="$row" --train=False --test_set=True --logdir="$logdir" \
-      ${evaluate[@]+"${evaluate[@]}"} ${extra[@]+"${extra[@]}"}
+      ${evaluate[@]+"${evaluate[@]}"} ${data[@]+"${data[@]}"} ${extra[@]+"${extra[@]}"} \
+      ${EVAL_FLAGS[@]+"${EVAL_FLAGS[@]}"}
   done
 }
 

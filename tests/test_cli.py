@@ -163,6 +163,9 @@ def test_existing_run_is_not_overwritten_without_resume(tmp_path):
     trainer.train(cfg, str(tmp_path), resume=False)
   with pytest.raises(trainer.RunError, match=r'another configuration \(update_lr: 0.001 -> 0.02\)'):
     trainer.train(cfg.replace(update_lr=0.02), str(tmp_path))
+  # A corrected published number or source is not another experiment: the run goes on.
+  assert trainer.train(cfg.replace(published=(), source='elsewhere', metatrain_iterations=6),
+                       str(tmp_path)) == 6
 
 
 def test_seed_makes_cpu_runs_repeatable(tmp_path):

@@ -46,6 +46,15 @@ def test_sinusoid_rows_match_the_paper_and_the_original_code():
     (dict(baseline='oracel'), 'baseline'),
     (dict(metatrain_iterations=0, pretrain_iterations=0), 'nothing to train'),
     (dict(learning_rate=1.0), 'unknown config field'),
+    (dict(method='protonet'), 'test_num_updates and report_step must be 0'),
+    (dict(method='reptile', inner_lr='per_parameter'), "has none of MAML's variants (inner_lr)"),
+    (dict(method='maml_pp'), 'method'),
+    (dict(inner_lr='learned'), 'inner_lr'),
+    (dict(per_step_norm=True), 'per_step_norm=True needs a norm'),
+    (dict(min_meta_lr=0.01), 'min_meta_lr=0.01 must lie in (0, meta_lr=0.001]'),
+    (dict(full_context=True), 'full_context=True is for matching networks only'),
+    (dict(multi_step_loss_epochs=2, num_updates=0), 'needs num_updates >= 1'),
+    (dict(first_order_iterations=-1), 'must not be negative'),
 ])
 def test_bad_values_raise_one_clear_error(changes, match):
   with pytest.raises(ConfigError, match=re.escape(match)):
@@ -61,7 +70,10 @@ def test_scripts_name_only_existing_rows_and_run_every_published_row():
   named = set()
   for script in (ROOT / 'scripts').glob('*.sh'):
     prefixes = '|'.join(experiments.DATASOURCES)
-    named |= set(re.findall(rf'\b((?:{prefixes})_\w+)', script.read_text()))
+    text = script.read_text()
+    named |= set(re.findall(rf'\b((?:{prefixes})_\w+)', text))
+    for expression in re.findall(r'rows_of "([^"$]+)"', text):  # rows named by a table group
+      named |= set(eval(expression, {'e': experiments}))
   assert named, 'no script names an experiment row'
   assert named <= set(experiments.EXPERIMENTS), named - set(experiments.EXPERIMENTS)
   published = {n for n, c in experiments.EXPERIMENTS.items() if c.published}
@@ -80,3 +92,18 @@ def test_rl_scripts_run_every_rl_row():
   for script in (ROOT / 'scripts').glob('rl_*.sh'):
     named |= set(re.findall(r'\b(rl_\w+_(?:maml|pretrained|random|oracle))\b', script.read_text()))
   assert named == set(experiments.RL_EXPERIMENTS), set(experiments.RL_EXPERIMENTS) ^ named
+
+
+def test_method_rows_are_grouped_and_compared_on_shared_tasks():
+  family = {row for rows in experiments.METHOD_ROWS.values() for row in rows}
+  assert not family & set(experiments.OMNIGLOT_ROWS + experiments.MINIIMAGENET_ROWS)
+  for dataset, rows in experiments.COMPARE_ROWS.items():
+    cfgs = [experiments.get(r) for r in rows]
+    assert {c.datasource for c in cfgs} == {dataset}
+    # Same test tasks: N, K = 1 evaluated, the same query size and evaluation seed.
+    assert {(c.num_classes, c.test_query_size, c.eval_seed) for c in cfgs} == {(5, None, 1)}
+    assert all(1 in c.eval_shots for c in cfgs)
+  reptile = experiments.get('omniglot_5way_reptile')
+  assert reptile.val_shots == 1 and reptile.update_batch_size == 10  # trains with more shots
+  assert {(p.shots, p.transductive) for p in reptile.published} == {(1, True), (1, False),
+                                                                    (5, True), (5, False)}

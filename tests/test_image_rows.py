@@ -49,7 +49,9 @@ def train_and_test(name: str, tmp_path, **changes) -> list[dict]:
     assert r['iteration'] == 3 and r['num_tasks'] == 4 and r['metric'] == 'accuracy'
     assert len(r['mean']) == cfg.test_num_updates + 1
     assert all(0 <= m <= 100 for m in r['mean']) and np.all(np.isfinite(r['ci95']))
-    assert [p['step'] for p in r['published']] == [cfg.report_step]
+    assert [p['step'] for p in r['published']] == [
+        p.step for p in cfg.published if p.shots == r['shots'] and p.step <= cfg.test_num_updates
+        and p.transductive == cfg.transductive]
   return results
 
 
@@ -61,8 +63,27 @@ def test_anil_row_trains_and_evaluates(tfds_cache, tmp_path):
   train_and_test('omniglot_20way_1shot_anil', tmp_path, eval_shots=(1,), test_num_updates=5)
 
 
+@pytest.mark.parametrize('name,changes', [
+    ('omniglot_5way_reptile', dict(test_num_updates=3, report_step=3)),
+    ('omniglot_5way_1shot_meta_sgd', {}),
+    ('omniglot_5way_1shot_maml_plus_plus', dict(first_order_iterations=2, epoch_iterations=1)),
+    ('omniglot_5way_1shot_protonet', {}),
+    ('omniglot_5way_1shot_matching', {}),  # full-context embeddings: tests/test_metric_learning.py
+])
+def test_every_method_trains_and_evaluates_on_omniglot(tfds_cache, tmp_path, name, changes):
+  """Reptile (both evaluation modes), Meta-SGD, MAML++ (through its first-order phase and the
+  multi-step loss epochs), ProtoNets and Matching networks."""
+  results = train_and_test(name, tmp_path, eval_shots=(1,), **changes)
+  if name == 'omniglot_5way_reptile':
+    cfg = trainer.load_run_config(str(tmp_path)).replace(transductive=True)
+    again = trainer.evaluate(cfg, str(tmp_path), split='test')
+    assert os.path.exists(tmp_path / 'results' / 'test_K1_nontransductive.json')
+    assert os.path.exists(tmp_path / 'results' / 'test_K1.json')
+    assert again[0]['tasks_sha256'] == results[0]['tasks_sha256']  # the same tasks either way
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize('name', experiments.OMNIGLOT_ROWS + experiments.MINIIMAGENET_ROWS +
-                         experiments.ANIL_ROWS)
+@pytest.mark.parametrize('name', experiments.OMNIGLOT_ROWS + experiments.MINIIMAGENET_ROWS + tuple(
+    row for rows in experiments.METHOD_ROWS.values() for row in rows))
 def test_every_image_row_trains_and_evaluates(tfds_cache, tmp_path, name):
   train_and_test(name, tmp_path)

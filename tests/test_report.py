@@ -157,3 +157,43 @@ def test_readme_embeds_the_generated_experiments_table():
       'README.md is out of date: paste the output of python main.py --report=experiments')
   for name in experiments.EXPERIMENTS:
     assert f'`{name}`' in embedded
+
+
+def write_accuracy(logdir, row: str, shots: int, accuracy: float, digest: str = 'abc',
+                   transductive: bool | None = None) -> None:
+  """A classification results file as trainer.evaluate writes it (accuracy flat over the steps)."""
+  cfg = experiments.EXPERIMENTS[row]
+  transductive = cfg.transductive if transductive is None else transductive
+  out = os.path.join(logdir, row, 'results')
+  os.makedirs(out, exist_ok=True)
+  steps = cfg.test_num_updates + 1
+  utils.write_json(os.path.join(out, utils.results_name('test', shots, transductive)), {
+      'experiment': row, 'shots': shots, 'num_tasks': 600, 'metric': 'accuracy', 'iteration': 5,
+      'mean': [accuracy] * steps, 'ci95': [0.5] * steps, 'tasks_sha256': digest,
+      'transductive': transductive})
+
+
+def test_methods_report_tables_every_method_and_draws_bars(tmp_path, capsys):
+  rows = experiments.COMPARE_ROWS['omniglot']
+  for i, row in enumerate(rows[:-1]):  # the last one not evaluated yet
+    write_accuracy(tmp_path, row, 1, 90.0 + i)
+  table = report.write_report('methods', str(tmp_path))
+  for i, row in enumerate(rows[:-1]):
+    line = next(l for l in table.splitlines() if f'`{row}`' in l)
+    assert f'{90.0 + i:.2f} ± 0.50 (600 tasks)' in line
+  assert re.search(rf'`{rows[-1]}`\) \| 0 \| — \| 98.1', table)  # matching: published, not run
+  assert 'Meta-SGD (`omniglot_5way_1shot_meta_sgd`)' in table and 'All 600 test tasks identical' in table
+  assert (tmp_path / 'figures' / 'methods_omniglot.png').stat().st_size > 10_000
+  write_accuracy(tmp_path, rows[1], 1, 91.0, digest='other')
+  with pytest.raises(ConfigError, match='saw different test tasks'):
+    report.write_report('methods', str(tmp_path))
+
+
+def test_reptile_report_shows_both_evaluation_modes_with_their_published_numbers(tmp_path):
+  write_accuracy(tmp_path, 'omniglot_5way_reptile', 1, 95.0)                     # non-transductive
+  write_accuracy(tmp_path, 'omniglot_5way_reptile', 1, 97.0, transductive=True)
+  table = report.write_report('reptile', str(tmp_path))
+  lines = [l for l in table.splitlines() if '`omniglot_5way_reptile`' in l and '| 1 |' in l]
+  assert len(lines) == 2
+  assert '(non-transductive)' in lines[0] and '95.00 ± 0.50' in lines[0] and '95.39' in lines[0]
+  assert '(non-transductive)' not in lines[1] and '97.00 ± 0.50' in lines[1] and '97.68' in lines[1]

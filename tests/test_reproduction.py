@@ -52,3 +52,22 @@ def test_rl_scripts_quick_mode(tmp_path, script):
                         capture_output=True, text=True, env=env, timeout=3600)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   assert 'Not evaluated yet' not in proc.stdout and 'total wall time' in proc.stdout
+
+
+@pytest.mark.slow
+def test_compare_methods_script_quick_mode(tmp_path):
+  """Every Omniglot method of the comparison trained and evaluated by the script, then one table
+  over the very same test tasks and the bar plot."""
+  data = pathlib.Path(os.environ.get('MAML_SHARED_DATA') or ROOT.parent / 'shared' / 'data')
+  if not (data / 'omniglot').exists():
+    pytest.skip(f'real data absent: {data / "omniglot"}')
+  env = dict(os.environ, PYTHON=sys.executable, TF_CPP_MIN_LOG_LEVEL='3',
+             MAML_TFDS_DIR=str(tmp_path / 'tfds'))
+  proc = subprocess.run(['bash', str(ROOT / 'scripts' / 'compare_methods.sh'), '--quick',
+                         f'--logdir={tmp_path}', f'--data_omniglot={data / "omniglot"}'],
+                        capture_output=True, text=True, env=env, timeout=3600)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  assert 'All 10 test tasks identical' in proc.stdout
+  for row in experiments.COMPARE_ROWS['omniglot']:
+    assert f'`{row}`) |' in proc.stdout and (tmp_path / row / 'results').is_dir(), row
+  assert (tmp_path / 'figures' / 'methods_omniglot.png').exists()

@@ -492,14 +492,14 @@ def methods_report(logdir: str) -> str:
       published = next((p for p in cfg.published if p.shots == 1 and p.step == cfg.report_step
                         and p.transductive == cfg.transductive), None)
       pub = '—' if published is None else _published_text(dataclasses.asdict(published))
-      label = f'{method_label(cfg)} (`{row}`)'
+      label = f'{method_label(cfg)}{"" if cfg.transductive else ", non-transductive"} (`{row}`)'
       if not os.path.exists(path):
         lines.append(f'| {label} | {cfg.report_step} | — | {pub} | — |')
         continue
       r = utils.read_json(path)
       digests[row] = (r.get('tasks_sha256'), r['num_tasks'])
       mean, ci = r['mean'][cfg.report_step], r['ci95'][cfg.report_step]
-      bars.append((label.split(' (')[0], mean, ci, None if published is None else published.value))
+      bars.append((label.rsplit(' (`', 1)[0], mean, ci, None if published is None else published.value))
       lines.append(f'| {label} | {cfg.report_step} | {mean:.2f} ± {ci:.2f} ({r["num_tasks"]} tasks) '
                    f'| {pub} | {r["iteration"]} |')
     if len(set(digests.values())) > 1:
@@ -517,7 +517,7 @@ def methods_report(logdir: str) -> str:
       ax.bar(x, [b[1] for b in bars], yerr=[b[2] for b in bars], capsize=4, label='this repo')
       pubs = [(i, b[3]) for i, b in enumerate(bars) if b[3] is not None]
       if pubs:
-        ax.scatter(*zip(*pubs), color='k', marker='_', s=400, zorder=3, label='published')
+        ax.scatter(*zip(*pubs), color='tab:red', marker='D', s=30, zorder=3, label='published')
       ax.set_xticks(x, [b[0] for b in bars], rotation=20, fontsize=8)
       ax.set_ylabel('test accuracy (%)')
       low = min(b[1] - b[2] for b in bars)

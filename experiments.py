@@ -19,6 +19,7 @@ DATASOURCES = ('sinusoid', 'omniglot', 'miniimagenet')
 TASK_PARALLELISM = ('vectorized_map', 'batched', 'map_fn', 'loop')
 DISTRIBUTE = ('none', 'mirrored', 'multi_worker')
 INNER_LOOPS = ('all', 'head')
+CONV_HEADS = ('maml', 'flatten')
 METHODS = ('maml', 'reptile', 'protonet', 'matching')
 INNER_LRS = ('fixed', 'per_parameter', 'per_layer_per_step')
 METRIC_METHODS = ('protonet', 'matching')
@@ -86,6 +87,8 @@ class Config:
   num_filters: int = 64               # image models only: conv filters per layer.
   conv: bool = True                   # image models only: False gives the FC "no conv" net.
   max_pool: bool = False              # image models only: 2x2 max-pool instead of stride-2 convs.
+  conv_head: str = 'maml'             # 'maml': strided convs end in average pooling and an N(0, 1)
+                                      # head (the original); 'flatten': flatten + Glorot (Reptile's).
   # Evaluation.
   eval_shots: tuple[int, ...] = (5, 10, 20)  # K values evaluated at meta-test.
   num_test_tasks: int = 600           # tasks per evaluation (original NUM_TEST_POINTS).
@@ -201,6 +204,8 @@ class Config:
       bad('eval_shots', 'must hold K values of at least 1')
     if any(h < 1 for h in self.hidden):
       bad('hidden', 'widths must be at least 1')
+    if self.conv_head not in CONV_HEADS:
+      bad('conv_head', f'is not one of {CONV_HEADS}')
     if self.inner_loop not in INNER_LOOPS:
       bad('inner_loop', f'is not one of {INNER_LOOPS}')
     if self.distribute not in DISTRIBUTE:
@@ -242,6 +247,8 @@ class Config:
         bad('method', 'trains no baseline and no pretrain objective')
       if self.inner_loop != 'all' or (variants and variants != {'adapt_norm': True}):
         bad('method', f'has none of MAML\'s variants ({", ".join(variants) or "inner_loop"})')
+    if self.method == 'reptile' and self.distribute != 'none':
+      bad('distribute', "is not supported by Reptile (its inner Adam's state is one per run)")
     if self.method in METRIC_METHODS:
       if self.test_num_updates or self.report_step:
         bad('method', 'fine-tunes nothing: test_num_updates and report_step must be 0')
@@ -448,10 +455,16 @@ _REPTILE_CHOICES = (
     'batch 5, epsilon 1 annealed linearly to 0 over 100k iterations; at test 50 Adam steps on '
     'minibatches of at most 5 (Omniglot) / 15 (MiniImagenet) support examples',
     'one run serves K = 1 and 5 (the original trains both with the same command but --shots)',
-    'the MAML row\'s conv4 and data (1100/100/423 characters, rotations per task, validation for '
-    'model selection), not the original\'s 1200 rotated training characters and its dense head',
-    'tasks of a meta-batch adapted side by side with a fresh Adam state each (the original keeps '
-    "Adam's moments across tasks); normalization parameters adapted in the inner loop, as the original",
+    'the MAML row\'s conv4 ending as the original Reptile model (flatten, Glorot-uniform dense head: '
+    'conv_head=flatten; with the MAML Omniglot head, N(0, 1) after average pooling, inner Adam at '
+    'lr 1e-3 barely moves the head and validation stalled at ~75% over 6k-20k iterations) and the '
+    'MAML row\'s data (1100/100/423 characters, rotations per task, validation for model '
+    'selection), not the original\'s 1200 rotated training characters',
+    'inner Adam moments kept across tasks and into evaluation, as the original (its optimizer slots '
+    'are never reset); the tasks of a meta-batch adapt side by side from the same moments, which '
+    'then move to their mean (the original: one task after another). With a fresh Adam per task '
+    '(sign-like first steps) validation stalled at ~75%. Normalization parameters adapted in the '
+    'inner loop, as the original',
     'reported non-transductive (each query with the support set; the paper\'s main number); '
     '--transductive=True gives the transductive one (results file without the _nontransductive suffix)',
 )
@@ -498,7 +511,8 @@ def _method_row(base: str, name: str, source: str, choices: tuple[str, ...], **f
 
 
 _REPTILE_FIELDS = dict(
-    method='reptile', adapt_norm=True, update_lr=1e-3, meta_lr=1.0, meta_batch_size=5,
+    method='reptile', adapt_norm=True, conv_head='flatten', update_lr=1e-3, meta_lr=1.0,
+    meta_batch_size=5,
     metatrain_iterations=100_000, query_size=1, test_num_updates=50, report_step=50,
     meta_grad_clip=None, eval_shots=(1, 5), val_every=2000, eval_chunk=20)
 _METRIC_FIELDS = dict(num_updates=0, test_num_updates=0, report_step=0)

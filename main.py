@@ -53,6 +53,8 @@ flags.DEFINE_string('norm', None, "batch_norm, layer_norm or 'None'.")
 flags.DEFINE_integer('num_filters', None, 'Conv filters per layer (image rows).')
 flags.DEFINE_bool('conv', None, 'False gives the FC "no conv" net (image rows).')
 flags.DEFINE_bool('max_pool', None, 'Max-pool instead of strided convs (image rows).')
+flags.DEFINE_enum('conv_head', None, list(experiments.CONV_HEADS), "Head of the strided conv4: 'maml' "
+                  "(average pooling, N(0, 1) weights) or 'flatten' (Glorot; Reptile's model).")
 flags.DEFINE_bool('stop_grad', None, 'First-order MAML (stop_gradient on the inner gradients).')
 flags.DEFINE_integer('seed', None, 'Seed of theta_0 and the training tasks (CPU runs are repeatable).')
 flags.DEFINE_float('meta_grad_clip', None, 'Clip meta-gradients to [-c, c].')
@@ -106,7 +108,7 @@ flags.DEFINE_enum('benchmark_data', 'synthetic', ['synthetic', 'sampler'],
 # Flags that change what is trained, in run-name order.
 TRAIN_FIELDS = ('num_classes', 'baseline', 'pretrain_iterations', 'meta_batch_size', 'meta_lr',
                 'update_batch_size', 'update_lr', 'num_updates', 'norm', 'num_filters', 'conv',
-                'max_pool', 'stop_grad', 'seed', 'meta_grad_clip', 'adapt_norm', 'inner_loop',
+                'max_pool', 'conv_head', 'stop_grad', 'seed', 'meta_grad_clip', 'adapt_norm', 'inner_loop',
                 'query_size', 'inner_lr', 'per_step_norm', 'multi_step_loss_epochs',
                 'first_order_iterations', 'min_meta_lr', 'inner_batch_size', 'full_context',
                 'metatrain_iterations')

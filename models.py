@@ -111,13 +111,14 @@ def fc_net(input_shape: tuple[int, ...], hidden: tuple[int, ...], output_dim: in
 
 def conv_net(image_shape: tuple[int, int, int], num_classes: int, num_filters: int = 64,
              max_pool: bool = False, norm_kind: str = 'batch_norm', name: str = 'conv4',
-             head: bool = True) -> keras.Model:
+             head: bool = True, flatten: bool = False) -> keras.Model:
   """The original's conv4: 4 x [3x3 conv (F filters) -> norm -> ReLU (-> 2x2 max-pool)] -> linear head.
 
   Without max_pool the convs have stride 2 (Omniglot 28 -> 14 -> 7 -> 4 -> 2) and the head averages
   over H and W, then a [F, N] layer initialized with std 1 (the original's tf.random_normal w5).
   With max_pool the convs have stride 1 and each block ends with a VALID 2x2 pool (MiniImagenet
-  84 -> 42 -> 21 -> 10 -> 5), then flatten and a Glorot-uniform [5*5*F, N] layer. Conv kernels are
+  84 -> 42 -> 21 -> 10 -> 5), then flatten and a Glorot-uniform [5*5*F, N] layer; flatten=True gives
+  the strided convs that head too (openai/supervised-reptile's Omniglot model: [2*2*F, N]). Conv kernels are
   Glorot uniform (xavier_initializer_conv2d), biases 0. Omniglot 5-way: 112,005 parameters;
   MiniImagenet 5-way, F = 32: 32,773. head=False ends at the head's input (the embedding of the
   metric learners: [M, F] for Omniglot, [M, 5*5*F] for MiniImagenet).
@@ -133,7 +134,7 @@ def conv_net(image_shape: tuple[int, int, int], num_classes: int, num_filters: i
     h = keras.layers.ReLU()(h)
     if max_pool:
       h = keras.layers.MaxPool2D(2, 2, padding='valid')(h)
-  if max_pool:
+  if max_pool or flatten:
     h = keras.layers.Flatten()(h)
     head_init = 'glorot_uniform'
   else:
@@ -159,9 +160,10 @@ def build_model(cfg: Config) -> keras.Model:
     if not cfg.conv:
       raise ConfigError(f'{cfg.name}: the metric learners embed with the conv4 (conv=True)')
     return conv_net(shape, outputs, cfg.num_filters, cfg.max_pool, cfg.norm, name='embedding',
-                    head=False)
+                    head=False, flatten=cfg.conv_head == 'flatten')
   if cfg.conv:
-    return conv_net(shape, outputs, cfg.num_filters, cfg.max_pool, cfg.norm)
+    return conv_net(shape, outputs, cfg.num_filters, cfg.max_pool, cfg.norm,
+                    flatten=cfg.conv_head == 'flatten')
   return fc_net(shape, cfg.hidden, outputs, cfg.norm, name='no_conv')
 
 

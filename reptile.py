@@ -13,13 +13,15 @@ openai/supervised-reptile (50 steps on minibatches of the support set), transduc
 (`transductive`, see maml.MAML).
 
 Deliberate differences from openai/supervised-reptile (experiments.py rows say so too): the tasks of a
-meta-batch are adapted side by side, each with its own fresh Adam state (the original runs them one
-after another and keeps Adam's moments across tasks); minibatches are drawn by the same rule (epochs
+meta-batch are adapted side by side from the same inner-Adam state, which then moves to their mean
+(the original runs them one after another through one Adam whose moments persist); minibatches are drawn by the same rule (epochs
 of shuffles, a batch may straddle two) from stateless seeds, so a resumed run draws the same ones.
 """
 
 from __future__ import annotations
 
+import keras
+import numpy as np
 import tensorflow as tf
 
 from maml import MAML, support_shots
@@ -44,6 +46,13 @@ class Reptile(MAML):
     if self.inner_lr != 'fixed' or self.extra_variables or self.multi_step_loss_epochs:
       raise ValueError('Reptile has no learned step sizes, per-step copies or multi-step loss')
     self.inner_batch, self.eval_batch, self.seed = inner_batch, eval_batch, seed
+    # The inner Adam's second moments v and step count t persist across tasks, as the original's
+    # optimizer slots do (only the trainable variables are reset per task): a task starts from
+    # them, training carries them on, evaluation starts every task from the trained ones.
+    self.state_variables = [
+        keras.Variable(np.zeros(v.shape), dtype=v.dtype, trainable=False, name=f'adam_v_{i}')
+        for i, v in enumerate(self.model.trainable_variables)] + [
+        keras.Variable(0, dtype='int64', trainable=False, name='adam_t')]
 
   def minibatches(self, num_tasks, size: tf.Tensor, steps: int, batch: int, key) -> tf.Tensor:
     """Indices [T, steps, batch] into each task's `size` examples: consecutive batches of a stream
@@ -56,12 +65,12 @@ class Reptile(MAML):
   def adam_adapt(self, task_params, x, y, *, steps: int, lr, batch: int, key, query=None):
     """`steps` Adam (beta1 = 0) steps per task on minibatches of (x [T, M, ...], y [T, M, N]).
 
-    Each task has its own Adam state: v_t = beta2 v + (1 - beta2) g^2 and
-    p <- p - lr sqrt(1 - beta2^t) g / (sqrt(v_t) + eps) (TF1 Adam with m_t = g).
+    Every task starts from the persistent state (v, t): v <- beta2 v + (1 - beta2) g^2,
+    t <- t + 1, p <- p - lr sqrt(1 - beta2^t) g / (sqrt(v) + eps) (TF1 Adam with m = g).
     query: (x, y) whose loss and metric are recorded before and after every step.
 
     Returns (parameters [T, ...] after the steps, {'loss', 'metric'} [steps+1, T] on the query set
-    or None).
+    or None, second moments [T, ...] after the steps).
     """
     index = self.minibatches(tf.shape(x)[0], tf.shape(x)[1], steps, batch, key)
     shots = support_shots(y)
@@ -76,6 +85,8 @@ class Reptile(MAML):
       return {'loss': curves['loss'].write(t, self.loss_fn(query[1], out, shots)),
               'metric': curves['metric'].write(t, tf.cast(self.metric_fn(query[1], out), dtype))}
 
+    start = tf.cast(self.state_variables[-1], dtype)
+
     def body(t, fast, moments, curves):
       # A graph loop, not unrolled: 50 evaluation steps unrolled take minutes to compile.
       curves = record(curves, t, fast)
@@ -85,7 +96,8 @@ class Reptile(MAML):
         tape.watch(fast)
         total = tf.reduce_sum(self.loss_fn(by, self.forward(fast, bx), shots))
       grads = tape.gradient(total, fast)
-      scale = step_size * tf.sqrt(1.0 - tf.pow(tf.constant(ADAM_BETA2, dtype), tf.cast(t + 1, dtype)))
+      count = start + tf.cast(t + 1, dtype)
+      scale = step_size * tf.sqrt(1.0 - tf.pow(tf.constant(ADAM_BETA2, dtype), count))
       new_fast, new_moments = [], []
       for p, g, v, adapt in zip(fast, grads, moments, self.adapt_mask):
         if adapt:
@@ -95,13 +107,14 @@ class Reptile(MAML):
         new_moments.append(v)
       return t + 1, new_fast, new_moments, curves
 
-    _, fast, _, curves = tf.while_loop(
-        lambda t, *_: t < steps, body,
-        (tf.constant(0), list(task_params), [tf.zeros_like(p) for p in task_params], curves))
+    moments = [tf.broadcast_to(tf.convert_to_tensor(v)[None], tf.shape(p))
+               for v, p in zip(self.state_variables, task_params)]
+    _, fast, moments, curves = tf.while_loop(
+        lambda t, *_: t < steps, body, (tf.constant(0), list(task_params), moments, curves))
     if query is None:
-      return fast, None
+      return fast, None, moments
     curves = record(curves, steps, fast)
-    return fast, {k: v.stack() for k, v in curves.items()}
+    return fast, {k: v.stack() for k, v in curves.items()}, moments
 
   def meta_gradient(self, episode, objective: str = 'maml', clip: bool = True,
                     first_order: bool | None = None, iteration=None):
@@ -117,8 +130,14 @@ class Reptile(MAML):
     key = tf.stack([tf.constant(self.seed, tf.int64),
                     tf.cast(iteration if iteration is not None else 0, tf.int64)])
     tiled = self.tile(theta, tf.shape(support_x)[0])
-    phi, _ = self.adam_adapt(tiled, support_x, support_y, steps=self.num_updates, lr=self.update_lr,
-                             batch=self.inner_batch, key=key)
+    phi, _, moments = self.adam_adapt(tiled, support_x, support_y, steps=self.num_updates,
+                                      lr=self.update_lr, batch=self.inner_batch, key=key)
+    # The original adapts the T tasks one after another through one Adam: here they run side by
+    # side from the same state, which then moves to their mean (v changes by ~0.1% a step).
+    for v, m in zip(self.state_variables, moments):
+      v.assign(tf.reduce_mean(m, 0))
+    steps = tf.shape(support_x)[0] * self.num_updates  # the original's count: T tasks in turn
+    self.state_variables[-1].assign_add(tf.cast(steps, tf.int64))
     grads = [t - tf.reduce_mean(p, 0) for t, p in zip(theta, phi)]
     shots = support_shots(support_y)
     pre, post = (self.loss_fn(query_y, self.forward(p, query_x), shots) for p in (tiled, phi))

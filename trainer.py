@@ -84,9 +84,11 @@ def make_optimizer(cfg: Config) -> keras.optimizers.Optimizer:
 
 
 def trackables(setup: 'Setup') -> dict:
-  """What a checkpoint holds besides the optimizer and data: theta and the learner's extras."""
+  """What a checkpoint holds besides the optimizer and data: theta, the learner's extras and state."""
   extras = setup.learner.extra_variables
-  return dict(model=setup.model, iteration=setup.iteration, **({'extras': extras} if extras else {}))
+  state = getattr(setup.learner, 'state_variables', [])  # e.g. Reptile's inner Adam moments
+  return dict(model=setup.model, iteration=setup.iteration, **({'extras': extras} if extras else {}),
+              **({'learner_state': state} if state else {}))
 
 
 def build(cfg: Config, strategy: tf.distribute.Strategy | None = None) -> Setup:

@@ -274,3 +274,36 @@ def test_reptile_eval_fine_tunes_with_adam_and_records_every_step():
                                rtol=1e-9)
   np.testing.assert_allclose(out['loss'][0].numpy(), utils.mse(ep[3], l.forward(
       l.tile(l.params(), 2), ep[2])).numpy(), rtol=1e-12)
+
+
+def test_reptile_inner_adam_state_persists_across_tasks_and_into_evaluation(tmp_path):
+  """As the original's optimizer slots: a meta-iteration leaves v at the mean of the tasks' final
+  moments and t advanced by T * k; the next tasks and the evaluation start from them."""
+  model = small_net()
+  l = reptile(model)
+  ep = episode(num_tasks=3, k=4)
+  opt = keras.optimizers.SGD(0.5)
+  opt.build(l.variables)
+  theta = [v.numpy().copy() for v in model.trainable_variables]
+  _, _, moments = l.adam_adapt(l.tile([tf.constant(t) for t in theta], 3), ep[0], ep[1], steps=3,
+                               lr=0.05, batch=2, key=tf.constant([0, 0], tf.int64))
+  l.make_train_step(opt)(*ep)
+  for v, m in zip(l.state_variables, moments):
+    np.testing.assert_allclose(v.numpy(), tf.reduce_mean(m, 0).numpy(), rtol=1e-12)
+  assert int(l.state_variables[-1].numpy()) == 9
+  # Evaluation starts from that state and leaves it alone.
+  before = [v.numpy().copy() for v in l.state_variables]
+  ep = episode(num_tasks=3, k=2, seed=1)  # the eval batch (2) is the whole support set
+  out = l.make_eval_step(1)(*ep, tf.constant(0.05, tf.float64))
+  fast = l.tile(l.params(), 3)
+  with tf.GradientTape() as tape:
+    tape.watch(fast)
+    total = tf.reduce_sum(utils.mse(ep[1], l.forward(fast, ep[0])))
+  g = tape.gradient(total, fast)
+  v1 = [0.999 * b + 0.001 * gi ** 2 for b, gi in zip(before, g)]
+  scale = 0.05 * np.sqrt(1 - 0.999 ** 10)
+  stepped = [p - scale * gi / (np.sqrt(vi) + 1e-8) for p, gi, vi in zip(fast, g, v1)]
+  np.testing.assert_allclose(out['loss'][1].numpy(),
+                             utils.mse(ep[3], l.forward(stepped, ep[2])).numpy(), rtol=1e-9)
+  for b, v in zip(before, l.state_variables):
+    np.testing.assert_array_equal(b, v.numpy())

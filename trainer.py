@@ -539,10 +539,12 @@ def evaluate(cfg: Config, run_dir: str, *, split: str = 'test', test_iter: int =
 
 
 def _hashed(chunks, digest):
-  """The Episode chunks unchanged, each one's support and query images fed to `digest`."""
+  """The Episode chunks unchanged; each task's support and query images fed to `digest` task by
+  task, so the digest does not depend on how the tasks are chunked."""
   for episode in chunks:
-    for images in (episode.support_x, episode.query_x):
-      digest.update(np.ascontiguousarray(images).tobytes())
+    for support, query in zip(np.asarray(episode.support_x), np.asarray(episode.query_x)):
+      digest.update(np.ascontiguousarray(support).tobytes())
+      digest.update(np.ascontiguousarray(query).tobytes())
     yield episode
 
 

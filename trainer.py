@@ -34,6 +34,7 @@ CKPT_PREFIX = 'ckpt'
 BEST_DIR = 'best'            # the checkpoint with the best validation metric (model selection)
 VAL_FILE = 'validation.json'  # the validation curve: iteration -> metric at report_step
 MAX_CHECKPOINTS = 10  # as the original Saver(max_to_keep=10)
+LOCK_FILE = 'train.lock'  # held by the process training the run
 
 
 class RunError(Exception):
@@ -221,8 +222,55 @@ def train(cfg: Config, run_dir: str, *, resume: bool = True, log_summaries: bool
     shutil.rmtree(private, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _run_lock(run_dir: str):
+  """Holds <run>/train.lock (this process's pid) while training: a second trainer of the same run
+  stops with RunError instead of interleaving its checkpoints with ours. A lock whose process is
+  gone (a crash, a killed session) is taken over."""
+  path = os.path.join(run_dir, LOCK_FILE)
+  for _ in range(2):
+    try:
+      fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+      break
+    except FileExistsError:
+      if _lock_holder_alive(path):
+        raise RunError(f'{run_dir} is being trained by another process (pid '
+                       f'{open(path).read().strip()}); stop it first, or delete {path} if that '
+                       'process is not a trainer')
+      with contextlib.suppress(FileNotFoundError):  # stale: its process is gone
+        os.remove(path)
+  else:
+    raise RunError(f'cannot take {path}; delete it if no trainer is running')
+  os.write(fd, str(os.getpid()).encode())
+  os.close(fd)
+  try:
+    yield
+  finally:
+    os.remove(path)
+
+
+def _lock_holder_alive(path: str) -> bool:
+  """True if the pid written in the lock file `path` is a running process."""
+  try:
+    with open(path) as f:
+      pid = int(f.read().strip() or 0)
+    if pid <= 0:
+      return False
+    os.kill(pid, 0)  # signal 0: only checks that the process exists
+  except (FileNotFoundError, ValueError, ProcessLookupError, OverflowError):
+    return False
+  except PermissionError:  # exists, owned by another user
+    return True
+  return True
+
+
 def _train(cfg: Config, run_dir: str, strategy, resume: bool, log_summaries: bool) -> int:
   prepare_run_dir(cfg, run_dir, resume)
+  with _run_lock(run_dir):
+    return _train_locked(cfg, run_dir, strategy, resume, log_summaries)
+
+
+def _train_locked(cfg: Config, run_dir: str, strategy, resume: bool, log_summaries: bool) -> int:
   setup = build(cfg, strategy)
   if cfg.baseline in baselines.CLASSIFIER_BASELINES:
     sampler = baselines.ClassificationSampler(cfg)

@@ -202,3 +202,16 @@ def test_intra_op_threads_reaches_tensorflow(tmp_path):
   record = json.loads((tmp_path / 'benchmarks' / 'sinusoid_maml.intra_op_threads2.json').read_text())
   assert record['intra_op_threads'] == 2
   assert experiments.get('sinusoid_maml').intra_op_threads == 1
+
+
+def test_a_run_being_trained_by_a_live_process_is_refused_and_a_stale_lock_taken_over(tmp_path):
+  cfg = experiments.get('sinusoid_maml').replace(metatrain_iterations=2, print_every=1,
+                                                 steps_per_call=1)
+  tmp_path.mkdir(exist_ok=True)
+  lock = tmp_path / trainer.LOCK_FILE
+  lock.write_text(str(os.getppid()))  # a live process
+  with pytest.raises(trainer.RunError, match=rf'being trained by another process \(pid {os.getppid()}\)'):
+    trainer.train(cfg, str(tmp_path))
+  lock.write_text('999999999')  # no such process: a crashed trainer's lock
+  assert trainer.train(cfg, str(tmp_path)) == 2
+  assert not lock.exists()

@@ -216,7 +216,8 @@ def train(cfg: Config, run_dir: str, *, resume: bool = True, log_summaries: bool
   private = tempfile.mkdtemp(prefix='maml-worker-')
   try:
     if os.path.isdir(run_dir):
-      shutil.copytree(run_dir, private, dirs_exist_ok=True)
+      shutil.copytree(run_dir, private, dirs_exist_ok=True,  # not the chief's lock
+                      ignore=shutil.ignore_patterns(LOCK_FILE))
     return _train(cfg, private, strategy, resume, log_summaries=False)
   finally:
     shutil.rmtree(private, ignore_errors=True)

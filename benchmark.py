@@ -233,7 +233,7 @@ def run_benchmark(cfg: Config, iterations: int = 200, out_dir: str | None = None
       'total_iterations': cfg.total_iterations,
       'est_training_s': cfg.total_iterations / median,
       'est_training_time': utils.format_duration(cfg.total_iterations / median),
-      'peak_rss_mb': peak_rss_mb(), 'rss_before_build_mb': rss_before,
+      'peak_rss_mb': max(peak_rss_mb(), rss_before or 0.0), 'rss_before_build_mb': rss_before,
       'memory_note': 'peak_rss_mb is the whole process\'s peak resident set size (ru_maxrss), '
                      'TensorFlow runtime included; rss_before_build_mb is the RSS just before the '
                      'model was built',

@@ -71,6 +71,7 @@ class Config:
   inner_batch_size: int = 10          # Reptile: examples per inner Adam minibatch at training.
   test_inner_batch_size: int = 5      # Reptile: the same at meta-test (at most the support set).
   full_context: bool = False          # Matching networks: full-context embeddings (LSTMs).
+  cosine_scale: float = 1.0           # Matching networks: s in softmax_i s*cos (1: the paper).
   # Outer loop.
   meta_batch_size: int = 25           # tasks per meta-update.
   meta_lr: float = 1e-3               # beta: Adam step size (Reptile: epsilon, SGD, annealed to 0).
@@ -239,6 +240,10 @@ class Config:
       bad('per_step_norm', 'needs a norm that the inner loop does not adapt (norm set, adapt_norm False)')
     if self.full_context and self.method != 'matching':
       bad('full_context', 'is for matching networks only')
+    if self.cosine_scale != 1.0 and self.method != 'matching':
+      bad('cosine_scale', 'is for matching networks only')
+    if not self.cosine_scale > 0:
+      bad('cosine_scale', 'must be positive')
     variants = {f: getattr(self, f) for f in ('inner_lr', 'per_step_norm', 'multi_step_loss_epochs',
                                               'first_order_iterations', 'stop_grad', 'adapt_norm')
                 if getattr(self, f) != Config.__dataclass_fields__[f].default}

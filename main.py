@@ -72,6 +72,8 @@ flags.DEFINE_integer('first_order_iterations', None, 'MAML++: first-order meta-i
 flags.DEFINE_float('min_meta_lr', None, 'MAML++: cosine-anneal the meta step size to this.')
 flags.DEFINE_integer('inner_batch_size', None, 'Reptile: examples per inner minibatch.')
 flags.DEFINE_bool('full_context', None, 'Matching networks: full-context embeddings.')
+flags.DEFINE_float('cosine_scale', None, 'Matching networks: s in the attention softmax_i s*cos '
+                   '(1: the paper\'s plain cosine).')
 flags.DEFINE_string('data_dir', None, 'Folder with the raw dataset files (image rows).')
 flags.DEFINE_enum('task_parallelism', None, list(experiments.TASK_PARALLELISM),
                   'How the forward pass maps over the tasks of a meta-batch (speed only).')
@@ -111,7 +113,7 @@ TRAIN_FIELDS = ('num_classes', 'baseline', 'pretrain_iterations', 'meta_batch_si
                 'max_pool', 'conv_head', 'stop_grad', 'seed', 'meta_grad_clip', 'adapt_norm', 'inner_loop',
                 'query_size', 'inner_lr', 'per_step_norm', 'multi_step_loss_epochs',
                 'first_order_iterations', 'min_meta_lr', 'inner_batch_size', 'full_context',
-                'metatrain_iterations')
+                'cosine_scale', 'metatrain_iterations')
 RUNTIME_FLAGS = ('checkpoint_every', 'print_every', 'jit_compile', 'test_num_updates',
                  'num_test_tasks', 'test_query_size', 'data_dir', 'task_parallelism', 'val_every',
                  'steps_per_call', 'distribute', 'intra_op_threads', 'transductive',

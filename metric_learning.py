@@ -6,9 +6,12 @@ f_phi(x) with those of the task's support set S = {(x_i, y_i)}, and the meta-upd
 step on the mean query cross-entropy of the T tasks.
 
   ProtoNet:  c_n = mean of f_phi(x_i) over the support items of class n;  logits_n = -||f_phi(x) - c_n||^2.
-  Matching:  a(x, x_i) = softmax_i cos(f(x, S), g(x_i, S));  p(n | x) = sum_{i: y_i = n} a(x, x_i),
+  Matching:  a(x, x_i) = softmax_i s * cos(f(x, S), g(x_i, S));  p(n | x) = sum_{i: y_i = n} a(x, x_i),
              f = g = f_phi, or with full-context embeddings (FCE, Vinyals App. A) g = f_phi plus a
              bidirectional LSTM over S and f = an attention LSTM reading g(S) for `fce_steps` steps.
+             s = 1 is the paper's plain cosine; on ReLU features cos lies in [0, 1], so a 5-way
+             1-shot softmax can give the right class at most e / (e + 4) = 0.40 and the loss
+             saturates; a larger s (`cosine_scale`) sharpens it.
 
 The embedding runs per task exactly like MAML.forward (a MAML with no inner steps does it here), so
 batch norm normalizes with each task's own statistics, always in training mode as this repo's MAML.
@@ -49,6 +52,7 @@ class MetricLearner:
     full_context: matching nets' full-context embeddings (FCE); their LSTMs' variables are
       `extra_variables`, meta-learned with phi.
     fce_steps: K, the processing steps of the attention LSTM f.
+    cosine_scale: s, the attention's inverse temperature (matching nets; 1 = the paper).
     task_parallelism, batched_forward: how the embedding maps over tasks, as MAML's ('batched'
       needs flat features: models.task_batched_forward folds image activations).
     transductive: evaluation only (training always embeds support and queries together).
@@ -56,16 +60,19 @@ class MetricLearner:
   KINDS = ('protonet', 'matching')
 
   def __init__(self, embedding: keras.Model, kind: str, *, full_context: bool = False,
-               fce_steps: int = 10, task_parallelism: str = 'vectorized_map',
+               fce_steps: int = 10, cosine_scale: float = 1.0, task_parallelism: str = 'vectorized_map',
                batched_forward: Callable | None = None, transductive: bool = True):
     if kind not in self.KINDS:
       raise ValueError(f'kind={kind!r} is not one of {self.KINDS}')
     if full_context and kind != 'matching':
       raise ValueError('full_context (FCE) belongs to matching networks')
+    if cosine_scale != 1.0 and kind != 'matching':
+      raise ValueError('cosine_scale belongs to matching networks')
     if task_parallelism == 'batched' and len(embedding.output_shape) != 2:
       raise ValueError("task_parallelism='batched' needs an embedding with flat [M, D] features")
     self.model = embedding
     self.kind, self.full_context, self.fce_steps = kind, full_context, fce_steps
+    self.cosine_scale = cosine_scale
     self.transductive = transductive
     self.loss_fn = nll
     self.metric_fn = utils.accuracy
@@ -126,7 +133,7 @@ class MetricLearner:
     return -tf.reduce_sum(tf.square(query[:, :, None] - prototypes[:, None]), -1)
 
   def matching_log_probs(self, support: tf.Tensor, support_y: tf.Tensor, query: tf.Tensor):
-    """log p(n | x) [T, Q, N] = log sum_{i: y_i = n} softmax_i cos(f(x), g(x_i)).
+    """log p(n | x) [T, Q, N] = log sum_{i: y_i = n} softmax_i s * cos(f(x), g(x_i)).
 
     Taken as logsumexp over class n's attention logits minus logsumexp over all, so it never
     underflows to log 0 and the cross-entropy of the output is the NLL.
@@ -134,8 +141,8 @@ class MetricLearner:
     if self.full_context:
       support = self.support_context(support)
       query = self.query_context(query, support)
-    cosine = tf.einsum('tqd,tsd->tqs', tf.math.l2_normalize(query, -1),
-                       tf.math.l2_normalize(support, -1))
+    cosine = self.cosine_scale * tf.einsum('tqd,tsd->tqs', tf.math.l2_normalize(query, -1),
+                                           tf.math.l2_normalize(support, -1))
     member = tf.transpose(support_y, [0, 2, 1])[:, None] > 0             # [T, 1, N, S]
     masked = tf.where(member, cosine[:, :, None], tf.constant(-1e30, cosine.dtype))
     return tf.reduce_logsumexp(masked, -1) - tf.reduce_logsumexp(cosine, -1)[..., None]

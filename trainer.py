@@ -57,6 +57,7 @@ def make_learner(cfg: Config, model: keras.Model, loss_fn, metric_fn, num_update
   batched = models.task_batched_forward(model) if cfg.task_parallelism == 'batched' else None
   if cfg.method in METRIC_METHODS:
     return metric_learning.MetricLearner(model, cfg.method, full_context=cfg.full_context,
+                                         cosine_scale=cfg.cosine_scale,
                                          task_parallelism=cfg.task_parallelism,
                                          batched_forward=batched, transductive=cfg.transductive)
   common = dict(update_lr=cfg.update_lr, num_updates=num_updates, first_order=cfg.stop_grad,

@@ -53,6 +53,7 @@ def test_sinusoid_rows_match_the_paper_and_the_original_code():
     (dict(per_step_norm=True), 'per_step_norm=True needs a norm'),
     (dict(min_meta_lr=0.01), 'min_meta_lr=0.01 must lie in (0, meta_lr=0.001]'),
     (dict(full_context=True), 'full_context=True is for matching networks only'),
+    (dict(cosine_scale=10.0), 'cosine_scale=10.0 is for matching networks only'),
     (dict(multi_step_loss_epochs=2, num_updates=0), 'needs num_updates >= 1'),
     (dict(first_order_iterations=-1), 'must not be negative'),
 ])

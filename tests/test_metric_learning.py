@@ -38,7 +38,7 @@ def kernel(learner):
   return learner.model.trainable_variables[0].numpy()
 
 
-def numpy_logits(kind, w, sx, sy, qx):
+def numpy_logits(kind, w, sx, sy, qx, scale=1.0):
   """Hand computation for the bias-free linear embedding: [T, Q, N] logits / log-probabilities."""
   out = []
   for t in range(sx.shape[0]):
@@ -47,7 +47,7 @@ def numpy_logits(kind, w, sx, sy, qx):
       protos = np.stack([s[y[:, c] == 1].mean(0) for c in range(y.shape[1])])
       out.append(-((qe[:, None] - protos[None]) ** 2).sum(-1))
     else:
-      cos = (qe / np.linalg.norm(qe, axis=-1, keepdims=True)) @ (
+      cos = scale * (qe / np.linalg.norm(qe, axis=-1, keepdims=True)) @ (
           s / np.linalg.norm(s, axis=-1, keepdims=True)).T
       attention = np.exp(cos) / np.exp(cos).sum(-1, keepdims=True)
       out.append(np.log(attention @ y))
@@ -64,6 +64,28 @@ def test_logits_match_hand_computation(kind):
                              rtol=1e-10, atol=1e-12)
   if kind == 'matching':
     np.testing.assert_allclose(np.exp(out).sum(-1), 1.0, rtol=1e-12)
+
+
+def test_cosine_scale_is_the_attention_inverse_temperature():
+  """s * cos in the softmax: s = 1 is the paper's; a large s tends to 1-nearest-neighbour by cosine."""
+  sx, sy, qx, _ = episode()
+  arrays = [a.numpy() for a in (sx, sy, qx)]
+  outs = {}
+  for scale in (1.0, 3.0, 1e4):
+    l = MetricLearner(dense_embedding(), 'matching', cosine_scale=scale)
+    outs[scale] = l.logits(sx, sy, qx).numpy()
+    if scale < 1e3:
+      np.testing.assert_allclose(outs[scale], numpy_logits('matching', kernel(l), *arrays, scale),
+                                 rtol=1e-10, atol=1e-12)
+  assert not np.allclose(outs[1.0], outs[3.0])
+  w = kernel(l)
+  s_emb = np.einsum('tsd,de->tse', arrays[0], w)
+  q_emb = np.einsum('tqd,de->tqe', arrays[2], w)
+  cos = np.einsum('tqe,tse->tqs', q_emb / np.linalg.norm(q_emb, axis=-1, keepdims=True),
+                  s_emb / np.linalg.norm(s_emb, axis=-1, keepdims=True))
+  nearest_class = np.take_along_axis(arrays[1].argmax(-1), cos.argmax(-1), 1)
+  np.testing.assert_array_equal(outs[1e4].argmax(-1), nearest_class)
+  np.testing.assert_allclose(np.exp(outs[1e4]).max(-1), 1.0, atol=1e-6)
 
 
 def test_loss_is_mean_cross_entropy_and_perfect_accuracy():
@@ -198,3 +220,5 @@ def test_invalid_arguments_raise():
     MetricLearner(dense_embedding(), 'relation')
   with pytest.raises(ValueError):
     MetricLearner(dense_embedding(), 'protonet', full_context=True)
+  with pytest.raises(ValueError, match='cosine_scale'):
+    MetricLearner(dense_embedding(), 'protonet', cosine_scale=10.0)

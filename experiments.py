@@ -521,6 +521,11 @@ _REPTILE_FIELDS = dict(
     metatrain_iterations=100_000, query_size=1, test_num_updates=50, report_step=50,
     meta_grad_clip=None, eval_shots=(1, 5), val_every=2000, eval_chunk=20)
 _METRIC_FIELDS = dict(num_updates=0, test_num_updates=0, report_step=0)
+_MATCHING_CHOICES = _METRIC_CHOICES + (
+    'attention softmax_i 10 * cos, not the paper\'s plain cosine (--cosine_scale=1): on ReLU '
+    'features cos lies in [0, 1] and the 5-way softmax stays nearly flat. Omniglot 5w1s validation '
+    'at 500 / 1000 iterations: s=1 82.0 / 86.0 (plateau ~90 to 10k), s=10 95.6 / 95.8, s=100 '
+    '93.6 / 95.2 (this repo, seed 0, 100 tasks); CloserLookFewShot\'s matchingnet.py scales by 100',)
 _MAMLPP_MINI = dict(
     inner_lr='per_layer_per_step', per_step_norm=True, multi_step_loss_epochs=15,
     first_order_iterations=25_000, min_meta_lr=1e-5, num_filters=48, meta_batch_size=2,
@@ -565,16 +570,16 @@ EXPERIMENTS.update({c.name: c for c in (
     _method_row('miniimagenet_5way_5shot', 'miniimagenet_5way_5shot_protonet', _PROTO,
                 _METRIC_CHOICES, method='protonet', **_METRIC_FIELDS, meta_grad_clip=None,
                 metatrain_iterations=30_000, published=(Published(5, 0, 68.20, 0.66, _PROTO),)),
-    _method_row('omniglot_5way_1shot', 'omniglot_5way_1shot_matching', _MATCHING, _METRIC_CHOICES,
-                method='matching', **_METRIC_FIELDS, query_size=5, metatrain_iterations=10_000,
-                published=(Published(1, 0, 98.1, None, _MATCHING),)),
+    _method_row('omniglot_5way_1shot', 'omniglot_5way_1shot_matching', _MATCHING, _MATCHING_CHOICES,
+                method='matching', cosine_scale=10.0, **_METRIC_FIELDS, query_size=5,
+                metatrain_iterations=10_000, published=(Published(1, 0, 98.1, None, _MATCHING),)),
     _method_row('miniimagenet_5way_1shot', 'miniimagenet_5way_1shot_matching', _MATCHING,
-                _METRIC_CHOICES, method='matching', full_context=True, **_METRIC_FIELDS,
-                meta_grad_clip=None, metatrain_iterations=30_000,
+                _MATCHING_CHOICES, method='matching', full_context=True, cosine_scale=10.0,
+                **_METRIC_FIELDS, meta_grad_clip=None, metatrain_iterations=30_000,
                 published=(Published(1, 0, 43.56, 0.84, _MATCHING),)),
     _method_row('miniimagenet_5way_5shot', 'miniimagenet_5way_5shot_matching', _MATCHING,
-                _METRIC_CHOICES, method='matching', full_context=True, **_METRIC_FIELDS,
-                meta_grad_clip=None, metatrain_iterations=30_000,
+                _MATCHING_CHOICES, method='matching', full_context=True, cosine_scale=10.0,
+                **_METRIC_FIELDS, meta_grad_clip=None, metatrain_iterations=30_000,
                 published=(Published(5, 0, 55.31, 0.73, _MATCHING),)),
 )})
 METHOD_ROWS = {

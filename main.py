@@ -16,6 +16,7 @@ alpha; --train_update_batch_size/--train_update_lr name the training values, as 
 
 import logging as std_logging
 import os
+import signal
 import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')  # hide TF's C++ start-up chatter (CUDA probes)
@@ -170,8 +171,25 @@ def _run_rl(test_mode: bool) -> int:
   if test_mode:
     rl_trainer.evaluate_rl(cfg, run_dir, test_iter=FLAGS.test_iter)
   elif cfg.iterations:
-    rl_trainer.train_rl(cfg, run_dir, resume=FLAGS.resume)
+    return _until_stopped(lambda: rl_trainer.train_rl(cfg, run_dir, resume=FLAGS.resume))
   return 0
+
+
+def _until_stopped(train) -> int:
+  """Runs train() with Ctrl-C and SIGTERM (schedulers, `kill`) asking it to save and stop after the
+  current iteration (a second signal interrupts at once); returns the exit status."""
+  import utils
+  previous = {s: signal.signal(s, utils.STOP) for s in (signal.SIGINT, signal.SIGTERM)}
+  try:
+    train()
+  finally:
+    for s, handler in previous.items():
+      signal.signal(s, handler)
+  if not utils.STOP:
+    return 0
+  print(f'stopped by {utils.STOP.describe()} with the last iteration saved; the same command '
+        'resumes', file=sys.stderr)
+  return 128 + utils.STOP.signum
 
 
 def main(argv):
@@ -207,7 +225,8 @@ def main(argv):
                               out_dir=os.path.join(FLAGS.logdir, 'benchmarks'),
                               data=FLAGS.benchmark_data)
     elif FLAGS.train:
-      trainer.train(cfg, run_dir, resume=FLAGS.resume, log_summaries=FLAGS.log)
+      return _until_stopped(
+          lambda: trainer.train(cfg, run_dir, resume=FLAGS.resume, log_summaries=FLAGS.log))
     else:
       shots = (FLAGS.update_batch_size,) if FLAGS.update_batch_size is not None else None
       if shots and shots[0] < 1:

@@ -98,6 +98,12 @@ def train_rl(cfg: RLConfig, run_dir: str, resume: bool = True) -> int:
   t_start = time.perf_counter()
   logging.info('training %s: iterations %d..%d in %s', cfg.name, it, cfg.iterations, run_dir)
   while it < cfg.iterations:
+    if utils.STOP:  # between iterations: theta, the RNG and the curve belong to iteration `it`
+      logging.info('%s: saving iteration %d and stopping', utils.STOP.describe(), it)
+      iteration.assign(it)
+      manager.save(checkpoint_number=it)
+      utils.write_json(curve_path, curve)
+      break
     data, pre, post = meta_batch(cfg, envs, algo, rng.rng)
     info = algo.step(data)
     it += 1

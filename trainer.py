@@ -338,6 +338,9 @@ def _train_locked(cfg: Config, run_dir: str, strategy, resume: bool, log_summari
            cfg.train_query_size * cfg.num_classes)
   try:
     while it < total:
+      if utils.STOP:
+        logging.info('%s: saving iteration %d and stopping', utils.STOP.describe(), it)
+        break
       objective = 'pretrain' if it < cfg.pretrain_iterations else 'maml'
       if objective == 'maml' and it < cfg.pretrain_iterations + cfg.first_order_iterations:
         objective = 'first_order'
@@ -379,8 +382,8 @@ def _train_locked(cfg: Config, run_dir: str, strategy, resume: bool, log_summari
     save()
   if writer is not None:
     writer.flush()
-  logging.info('training done: iteration %d, %s', it, utils.format_duration(time.perf_counter() -
-                                                                             t_start))
+  logging.info('training %s: iteration %d, %s', 'stopped' if it < total else 'done', it,
+               utils.format_duration(time.perf_counter() - t_start))
   return it
 
 

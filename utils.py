@@ -6,6 +6,7 @@ import datetime
 import json
 import math
 import os
+import signal
 import subprocess
 from typing import Sequence
 
@@ -102,3 +103,32 @@ def format_duration(seconds: float) -> str:
 
 def format_steps(values: Sequence[float], fmt: str = '{:.3f}') -> str:
   return ' '.join(fmt.format(v) for v in values)
+
+
+# --- graceful stop ------------------------------------------------------------------------------
+
+class StopRequest:
+  """Set by a signal (main.py: SIGINT, SIGTERM); the training loops check it between iterations.
+
+  A signal handler runs between two Python bytecodes, which may fall after an update but before the
+  loop counts it; a checkpoint written there would be one update ahead of its iteration number and
+  its data stream. So the handler only records the request and the loop stops where its state is
+  whole, saves, and returns. A second signal raises KeyboardInterrupt at once.
+  """
+
+  def __init__(self):
+    self.signum: int | None = None
+
+  def __call__(self, signum: int, frame=None) -> None:
+    if self.signum is not None:
+      raise KeyboardInterrupt
+    self.signum = signum
+
+  def __bool__(self) -> bool:
+    return self.signum is not None
+
+  def describe(self) -> str:
+    return signal.Signals(self.signum).name if self else 'none'
+
+
+STOP = StopRequest()

@@ -70,6 +70,41 @@ def test_train_kill_resume_and_test(tmp_path):
   assert curves['pred'].shape[0] == 11 and curves['support_x'].shape[1] == 5
 
 
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
+def test_signal_saves_the_last_iteration_and_resumes_exactly(tmp_path, signum):
+  """SIGTERM / Ctrl-C stop training at an iteration boundary with a checkpoint of that very
+  iteration (none is due: checkpoint_every is huge), so a resumed run equals an uninterrupted one."""
+  flags = ['--print_every=100', '--checkpoint_every=1000000', '--jit_compile=False',
+           '--metatrain_iterations=1000000']
+  log = tmp_path / 'stderr.txt'
+  with open(log, 'w') as err:
+    proc = subprocess.Popen([sys.executable, str(ROOT / 'main.py'), f'--logdir={tmp_path / "a"}',
+                             *flags], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+      deadline = time.time() + 90
+      while time.time() < deadline and 'iter 200/' not in log.read_text():
+        time.sleep(0.2)
+      assert 'iter 200/' in log.read_text(), log.read_text()[-2000:]
+      proc.send_signal(signum)
+      assert proc.wait(timeout=60) == 128 + signum, log.read_text()[-2000:]
+    finally:
+      proc.kill()
+  text = log.read_text()
+  assert 'Traceback' not in text and 'the same command resumes' in text, text[-2000:]
+  run_dir = tmp_path / 'a' / 'sinusoid_maml'
+  stopped_at = int(tf.train.latest_checkpoint(str(run_dir)).rsplit('-', 1)[1])
+  assert stopped_at >= 200 and f'saving iteration {stopped_at} and stopping' in text
+
+  cfg = experiments.get('sinusoid_maml').replace(metatrain_iterations=stopped_at + 20,
+                                                 jit_compile=False)
+  trainer.train(cfg, str(run_dir))  # resumes (config.json holds 1000000 iterations: a runtime field)
+  trainer.train(cfg, str(tmp_path / 'b'))
+  a, _ = trainer.restore_for_eval(cfg, str(run_dir))
+  b, _ = trainer.restore_for_eval(cfg, str(tmp_path / 'b'))
+  for x, y in zip(a.model.variables, b.model.variables):
+    np.testing.assert_array_equal(x.numpy(), y.numpy())
+
+
 def test_resume_continues_exactly(tmp_path):
   """Stopping and resuming from a checkpoint gives the same weights, Adam state and data stream."""
   cfg = experiments.get('sinusoid_maml').replace(

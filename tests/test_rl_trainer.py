@@ -1,6 +1,7 @@
 """RL training and Fig. 5 evaluation end to end on 2D navigation (fast: numpy environments)."""
 
 import json
+import signal
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ import experiments
 import report
 import rl_envs
 import rl_trainer
+import utils
 
 
 def small(name, **changes):
@@ -32,10 +34,25 @@ def test_short_navigation_run_learns_to_adapt(tmp_path):
   assert all(c['kl'] <= cfg.max_kl for c in curve)
 
 
-def test_resume_continues_exactly(tmp_path):
-  cfg = small('rl_navigation_maml', iterations=4)
+def test_stop_request_saves_between_iterations_and_resumes_exactly(tmp_path, monkeypatch):
+  """A signal during iteration 3 (checkpoints every 10) saves iteration 3 whole (theta, RNG, curve),
+  and the resumed run equals an uninterrupted one."""
+  cfg = small('rl_navigation_maml', iterations=4, checkpoint_every=10)
   rl_trainer.train_rl(cfg, str(tmp_path / 'a'))
-  rl_trainer.train_rl(cfg.replace(iterations=2), str(tmp_path / 'b'))
+  calls = []
+  meta_batch = rl_trainer.meta_batch
+
+  def signalled_on_third(*args):
+    calls.append(1)
+    if len(calls) == 3:
+      utils.STOP(signal.SIGTERM)  # as main.py's handler, mid-iteration
+    return meta_batch(*args)
+
+  monkeypatch.setattr(rl_trainer, 'meta_batch', signalled_on_third)
+  monkeypatch.setattr(utils, 'STOP', utils.StopRequest())
+  assert rl_trainer.train_rl(cfg, str(tmp_path / 'b')) == 3
+  assert (tmp_path / 'b' / 'ckpt-3.index').exists()
+  monkeypatch.setattr(utils, 'STOP', utils.StopRequest())
   rl_trainer.train_rl(cfg, str(tmp_path / 'b'))
   a = json.loads((tmp_path / 'a' / 'curve.json').read_text())
   b = json.loads((tmp_path / 'b' / 'curve.json').read_text())

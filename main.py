@@ -200,6 +200,10 @@ def main(argv):
   here = os.path.dirname(os.path.abspath(__file__))
   logging.get_absl_handler().addFilter(
       lambda record: record.levelno >= std_logging.WARNING or record.pathname.startswith(here))
+  # tfds's own Tensor decoder reads its deprecated FeatureConnector.dtype on every image dataset
+  # load (tensor_feature.py): a warning no user can act on.
+  logging.get_absl_handler().addFilter(
+      lambda record: 'FeatureConnector.dtype` is deprecated' not in str(record.msg))
   # Imported here so --help stays fast and flag errors come before TensorFlow starts.
   import image_datasets
   import tensorflow as tf

@@ -581,14 +581,26 @@ def evaluate(cfg: Config, run_dir: str, *, split: str = 'test', test_iter: int =
                       for p in cfg.published if p.shots == k and p.step <= cfg.test_num_updates
                       and p.transductive == cfg.transductive],
     }
+    out_path = _results_path(out_dir, utils.results_name(split, k, cfg.transductive),
+                             cfg.num_test_tasks)
     if cfg.datasource == 'sinusoid':
-      result['curves'] = sinusoid_curves(setup, k, lr, os.path.join(out_dir, f'{split}_K{k}_curves.npz'))
-    utils.write_json(os.path.join(out_dir, utils.results_name(split, k, cfg.transductive)), result)
+      result['curves'] = sinusoid_curves(setup, k, lr, out_path[:-len('.json')] + '_curves.npz')
+    utils.write_json(out_path, result)
     logging.info('%s K=%d alpha=%g (%d tasks, %.1fs): %s after 0..%d steps: %s', cfg.name, k, lr,
                  cfg.num_test_tasks, time.perf_counter() - t0, cfg.metric, cfg.test_num_updates,
                  utils.format_steps(mean))
     results.append(result)
   return results
+
+
+def _results_path(out_dir: str, name: str, num_tasks: int) -> str:
+  """<out_dir>/<name>, unless that file holds an evaluation on more tasks: then a quick check (say
+  --num_test_tasks=20) goes beside it as <name>.tasks<N>.json and never replaces a 600-task result."""
+  path = os.path.join(out_dir, name)
+  if os.path.exists(path) and utils.read_json(path).get('num_tasks', 0) > num_tasks:
+    path = f'{path[:-len(".json")]}.tasks{num_tasks}.json'
+    logging.info('%s holds an evaluation on more tasks; this one goes to %s', name, path)
+  return path
 
 
 def _hashed(chunks, digest):

@@ -120,6 +120,20 @@ def test_resume_continues_exactly(tmp_path):
     np.testing.assert_array_equal(x.numpy(), y.numpy())
 
 
+def test_a_smaller_evaluation_never_replaces_a_larger_one(tmp_path):
+  cfg = experiments.get('sinusoid_maml').replace(metatrain_iterations=20, jit_compile=False)
+  trainer.train(cfg, str(tmp_path))
+  results = tmp_path / 'results'
+  read = lambda name: json.loads((results / name).read_text())
+  trainer.evaluate(cfg.replace(num_test_tasks=8), str(tmp_path), split='test', shots=(5,))
+  trainer.evaluate(cfg.replace(num_test_tasks=4), str(tmp_path), split='test', shots=(5,))
+  assert read('test_K5.json')['num_tasks'] == 8 and read('test_K5.tasks4.json')['num_tasks'] == 4
+  assert (results / 'test_K5.tasks4_curves.npz').exists()
+  trainer.evaluate(cfg.replace(num_test_tasks=8, test_update_lr=0.5), str(tmp_path), split='test',
+                   shots=(5,))
+  assert read('test_K5.json')['update_lr'] == 0.5  # as many tasks: the newer evaluation wins
+
+
 def test_steps_per_call_changes_speed_not_results(tmp_path):
   """Looped calls (with remainders before every log, checkpoint and the pretrain -> MAML switch)
   train the same weights as one update per call."""

@@ -83,6 +83,9 @@ class Config:
   baseline: str | None = None         # 'oracle': the task parameters are appended to the input;
                                       # 'finetune' | 'nearest_neighbor': a classifier (baselines.py).
   classifier_classes: int = 64        # classifier baselines: outputs while training (train classes).
+  model_from: str | None = None       # the row whose trained run this row evaluates (it trains the
+                                      # same network; only evaluation differs): one classifier serves
+                                      # all four MiniImagenet baseline rows.
   norm: str = 'None'                  # 'batch_norm' | 'layer_norm' | 'None' (original spelling).
   hidden: tuple[int, ...] = (40, 40)  # FC hidden widths.
   num_filters: int = 64               # image models only: conv filters per layer.
@@ -121,7 +124,7 @@ class Config:
   metric: str = 'mse'                 # what `published` and the results report: 'mse' or 'accuracy'.
 
   # Where the numbers come from: not the experiment; a run takes them from the current table.
-  PROVENANCE_FIELDS = ('source', 'choices', 'published')
+  PROVENANCE_FIELDS = ('source', 'choices', 'published', 'model_from')
   # Fields a resumed run may change without starting a new experiment.
   RUNTIME_FIELDS = ('metatrain_iterations', 'pretrain_iterations', 'summary_every', 'print_every',
                     'checkpoint_every', 'jit_compile', 'task_parallelism', 'data_dir', 'eval_shots',
@@ -418,18 +421,23 @@ _BASELINE = _MINI.replace(
              'iterations); the original settings of Ravi & Larochelle are not in the reference',
              'fine-tuning: a zero N-way head, every parameter but batch norm fine-tuned by SGD on '
              'the support set, alpha tuned per K on validation tasks, accuracy after 10 steps',
-             'nearest neighbour: Euclidean distance between backbone features (the head\'s input)'),
+             'nearest neighbour: Euclidean distance between backbone features (the head\'s input)',
+             'one classifier serves the four baseline rows (model_from): the 1-shot fine-tuning '
+             'row trains it, the others evaluate it'),
     published=(Published(1, 10, 28.86, 0.54, _R_AND_L),))
 EXPERIMENTS.update({c.name: c for c in (
     _BASELINE,
+    # One classifier for the four rows: it trains on single images, so K and the baseline's kind
+    # change only the evaluation (model_from; checked by classifier_sharing_fields).
     _BASELINE.replace(name='miniimagenet_5way_5shot_finetune', update_batch_size=5,
-                      eval_shots=(5,), published=(Published(5, 10, 49.79, 0.79, _R_AND_L),)),
+                      eval_shots=(5,), model_from=_BASELINE.name,
+                      published=(Published(5, 10, 49.79, 0.79, _R_AND_L),)),
     _BASELINE.replace(name='miniimagenet_5way_1shot_nearest_neighbor', baseline='nearest_neighbor',
                       test_num_updates=0, report_step=0, test_update_lr_grid=(),
-                      published=(Published(1, 0, 41.08, 0.70, _R_AND_L),)),
+                      model_from=_BASELINE.name, published=(Published(1, 0, 41.08, 0.70, _R_AND_L),)),
     _BASELINE.replace(name='miniimagenet_5way_5shot_nearest_neighbor', baseline='nearest_neighbor',
                       test_num_updates=0, report_step=0, test_update_lr_grid=(),
-                      update_batch_size=5, eval_shots=(5,),
+                      update_batch_size=5, eval_shots=(5,), model_from=_BASELINE.name,
                       published=(Published(5, 0, 51.04, 0.65, _R_AND_L),)),
 )})
 
@@ -788,6 +796,30 @@ def default_experiment(datasource: str) -> str:
   if datasource not in defaults:
     raise ConfigError(f'unknown datasource {datasource!r}; choose one of {sorted(defaults)}')
   return defaults[datasource]
+
+
+# What a row with model_from may change from the row it takes its model from: evaluation only. Only
+# the classifier baselines share (their classifier trains on single images, so neither K nor the
+# baseline's kind reaches training).
+SHARED_MODEL_FIELDS = frozenset(
+    {'name', 'baseline', 'update_batch_size', *Config.RUNTIME_FIELDS, *Config.PROVENANCE_FIELDS})
+
+
+def shared_model_fields(row: Config) -> dict:
+  """For a row with model_from: {field: value} where it differs from that row, all of them fields
+  that leave training alone (else ConfigError). Its evaluation is the trained run's config with
+  these applied."""
+  source = get(row.model_from)
+  classifiers = ('finetune', 'nearest_neighbor')
+  if source.model_from or row.baseline not in classifiers or source.baseline not in classifiers:
+    raise ConfigError(f'{row.name}: model_from={row.model_from!r} must name a classifier baseline row '
+                      'that trains its own model, from a classifier baseline row')
+  diff = {f.name: getattr(row, f.name) for f in dataclasses.fields(Config)
+          if getattr(row, f.name) != getattr(source, f.name)}
+  if set(diff) - SHARED_MODEL_FIELDS:
+    raise ConfigError(f'{row.name}: differs from {row.model_from} in what it trains '
+                      f'({", ".join(sorted(set(diff) - SHARED_MODEL_FIELDS))}), so it cannot share its model')
+  return diff
 
 
 def get(name: str) -> Config:

@@ -142,9 +142,9 @@ def _run_name(name: str, overrides: dict) -> str:
   return '.'.join(parts)
 
 
-def resolve(test_mode: bool):
-  """(config, run_dir) from the flags."""
-  name = FLAGS.experiment or experiments.default_experiment(FLAGS.datasource or 'sinusoid')
+def resolve(test_mode: bool, name: str | None = None):
+  """(config, run_dir) of row `name` (default: the flags') with the flags' overrides."""
+  name = name or FLAGS.experiment or experiments.default_experiment(FLAGS.datasource or 'sinusoid')
   row = experiments.get(name)
   if FLAGS.datasource and FLAGS.datasource != row.datasource:
     raise ConfigError(f'--datasource={FLAGS.datasource} contradicts --experiment={name} '
@@ -217,8 +217,18 @@ def main(argv):
     if FLAGS.experiment in experiments.RL_EXPERIMENTS:
       return _run_rl(test_mode)
     cfg, run_dir = resolve(test_mode)
+    model_dir = run_dir  # the run whose checkpoints are trained or evaluated
+    if cfg.model_from:  # trains nothing of its own: its model is another row's run
+      shared = experiments.shared_model_fields(experiments.get(cfg.name))
+      source, model_dir = resolve(test_mode, cfg.model_from)
+      if not test_mode:
+        logging.info('%s evaluates the model of %s: training that run', cfg.name, cfg.model_from)
+        cfg, run_dir = source, model_dir
     if test_mode:  # the run's own config, with this command's runtime flags and today's provenance
-      cfg = trainer.load_run_config(run_dir).replace(
+      trained = trainer.load_run_config(model_dir)
+      if cfg.model_from:
+        trained = trained.replace(**shared)
+      cfg = trained.replace(
           **{f: FLAGS[f].value for f in RUNTIME_FLAGS if FLAGS[f].value is not None},
           **{f: getattr(cfg, f) for f in experiments.Config.PROVENANCE_FIELDS})
     if cfg.intra_op_threads:  # before TensorFlow runs its first op
@@ -238,7 +248,8 @@ def main(argv):
       if FLAGS.update_lr is not None and not FLAGS.update_lr >= 0:
         raise ConfigError(f'--update_lr={FLAGS.update_lr} must not be negative')
       trainer.evaluate(cfg, run_dir, split='test' if FLAGS.test_set else 'val',
-                       test_iter=FLAGS.test_iter, shots=shots, update_lr=FLAGS.update_lr)
+                       test_iter=FLAGS.test_iter, shots=shots, update_lr=FLAGS.update_lr,
+                       model_dir=model_dir)
   except (ConfigError, trainer.RunError, image_datasets.DataError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2

@@ -383,6 +383,8 @@ def experiments_table() -> str:
     iterations = (f'{cfg.pretrain_iterations:,} pretrain' if cfg.pretrain_iterations else '')
     iterations += (' + ' if cfg.pretrain_iterations and cfg.metatrain_iterations else '')
     iterations += f'{cfg.metatrain_iterations:,} meta' if cfg.metatrain_iterations else ''
+    if cfg.model_from:
+      iterations = f'the model of `{cfg.model_from}`'
     alpha = f'{cfg.update_lr:g}'
     if cfg.test_update_lr_grid:
       alpha = 'tuned at test from ' + ', '.join(f'{a:g}' for a in cfg.test_update_lr_grid)

@@ -527,7 +527,8 @@ def tune_step_size(setup: Setup, eval_fn, shots: int) -> tuple[float, dict[str, 
 
 
 def evaluate(cfg: Config, run_dir: str, *, split: str = 'test', test_iter: int = -1,
-             shots: tuple[int, ...] | None = None, update_lr: float | None = None) -> list[dict]:
+             shots: tuple[int, ...] | None = None, update_lr: float | None = None,
+             model_dir: str | None = None) -> list[dict]:
   """Meta-tests a trained run: cfg.num_test_tasks tasks per K, metric after 0..test_num_updates steps.
 
   Args:
@@ -536,9 +537,12 @@ def evaluate(cfg: Config, run_dir: str, *, split: str = 'test', test_iter: int =
     update_lr: alpha at meta-test; default cfg.test_update_lr, tuned on validation tasks when the row
       has a grid, else cfg.update_lr.
 
+    model_dir: the run whose checkpoint is evaluated (default run_dir; a row with model_from
+      evaluates another row's run and keeps its results in its own run_dir).
+
   Returns one result dict per K, also written to run_dir/results/<split>_K<K>.json.
   """
-  setup, path = restore_for_eval(cfg, run_dir, test_iter)
+  setup, path = restore_for_eval(cfg, model_dir or run_dir, test_iter)
   out_dir = os.path.join(run_dir, 'results')
   os.makedirs(out_dir, exist_ok=True)
   results = []

@@ -264,3 +264,54 @@ def test_a_run_being_trained_by_a_live_process_is_refused_and_a_stale_lock_taken
   lock.write_text('999999999')  # no such process: a crashed trainer's lock
   assert trainer.train(cfg, str(tmp_path)) == 2
   assert not lock.exists()
+
+
+def _fake_miniimagenet(folder: pathlib.Path, images_per_class: dict[str, int]) -> None:
+  """Split CSVs (64/16/20 classes) and tiny-content 84x84 JPEGs in train|val|test/<wnid>/."""
+  from PIL import Image
+  rng = np.random.default_rng(0)
+  number = iter(range(1, 10_000))
+  (folder / 'splits').mkdir(parents=True)
+  for index, (split, classes) in enumerate((('train', 64), ('val', 16), ('test', 20))):
+    rows = ['filename,label']
+    for c in range(classes):
+      wnid = f'n{index}{c:07d}'
+      (folder / split / wnid).mkdir(parents=True)
+      for _ in range(images_per_class[split]):
+        name = f'{wnid}{next(number):08d}.jpg'
+        pixels = rng.integers(0, 256, (84, 84, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / split / wnid / name)
+        rows.append(f'{name},{wnid}')
+    (folder / 'splits' / f'{split}.csv').write_text('\n'.join(rows) + '\n')
+
+
+def test_classifier_baselines_share_one_trained_classifier(tmp_path, monkeypatch):
+  """The four MiniImagenet baseline rows train one classifier (model_from) and each evaluates it
+  its own way into its own results folder."""
+  source = tmp_path / 'mini'
+  _fake_miniimagenet(source, {'train': 2, 'val': 1, 'test': 20})
+  monkeypatch.setenv('MAML_TFDS_DIR', str(tmp_path / 'tfds'))
+  logdir = tmp_path / 'logs'
+  common = [f'--logdir={logdir}', f'--data_dir={source}']
+  untrained = run_main('--experiment=miniimagenet_5way_5shot_finetune', '--train=False', *common)
+  assert_clean_error(untrained, f'no trained run in {logdir / "miniimagenet_5way_1shot_finetune"}')
+
+  # Training a sharing row trains the row it takes its model from, and only that.
+  trained = run_main('--experiment=miniimagenet_5way_1shot_nearest_neighbor',
+                     '--pretrain_iterations=2', '--print_every=1', '--checkpoint_every=2', *common)
+  assert trained.returncode == 0, trained.stderr[-2000:]
+  assert 'training that run' in trained.stderr
+  assert sorted(p.name for p in logdir.iterdir()) == ['miniimagenet_5way_1shot_finetune']
+
+  evaluate = ['--train=False', '--test_set=True', '--num_test_tasks=2', *common]
+  nn = run_main('--experiment=miniimagenet_5way_1shot_nearest_neighbor', *evaluate)
+  tuned = run_main('--experiment=miniimagenet_5way_5shot_finetune', '--update_lr=0.01', *evaluate)
+  for proc in (nn, tuned):
+    assert proc.returncode == 0, proc.stderr[-2000:]
+  for row, k, steps in (('miniimagenet_5way_1shot_nearest_neighbor', 1, 1),
+                        ('miniimagenet_5way_5shot_finetune', 5, 11)):
+    result = json.loads((logdir / row / 'results' / f'test_K{k}.json').read_text())
+    assert result['experiment'] == row and result['iteration'] == 2 and len(result['mean']) == steps
+    assert result['checkpoint'].startswith('../miniimagenet_5way_1shot_finetune/')
+    assert [p['shots'] for p in result['published']] == [k]
+    assert not list((logdir / row).glob('ckpt-*')), 'a sharing row stores no model of its own'

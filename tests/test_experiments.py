@@ -108,3 +108,16 @@ def test_method_rows_are_grouped_and_compared_on_shared_tasks():
   assert reptile.val_shots == 1 and reptile.update_batch_size == 10  # trains with more shots
   assert {(p.shots, p.transductive) for p in reptile.published} == {(1, True), (1, False),
                                                                     (5, True), (5, False)}
+
+
+def test_rows_sharing_a_model_differ_from_its_row_in_evaluation_only():
+  sharing = [c for c in experiments.EXPERIMENTS.values() if c.model_from]
+  assert {c.model_from for c in sharing} == {'miniimagenet_5way_1shot_finetune'} and len(sharing) == 3
+  for row in sharing:
+    assert set(experiments.shared_model_fields(row)) <= experiments.SHARED_MODEL_FIELDS
+  nn = experiments.get('miniimagenet_5way_1shot_nearest_neighbor')
+  with pytest.raises(ConfigError, match='differs from miniimagenet_5way_1shot_finetune in what it '
+                     'trains .meta_lr.'):
+    experiments.shared_model_fields(nn.replace(meta_lr=0.01))
+  with pytest.raises(ConfigError, match='must name a classifier baseline row'):
+    experiments.shared_model_fields(nn.replace(model_from='miniimagenet_5way_1shot'))

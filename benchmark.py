@@ -74,11 +74,11 @@ def objective_of(cfg: Config) -> str:
 
 def output_path(cfg: Config, out_dir: str) -> str:
   """<out_dir>/<row>[.first_order][.nojit][.<field><value>...].json, the fields being the speed
-  settings that differ from the row's own (task_parallelism, steps_per_call, distribute,
-  intra_op_threads)."""
+  settings that differ from the row's own (task_parallelism, steps_per_call, task_chunk,
+  distribute, intra_op_threads)."""
   name = cfg.name + ('.first_order' if cfg.stop_grad else '') + ('' if cfg.jit_compile else '.nojit')
   row = experiments.EXPERIMENTS.get(cfg.name)
-  for field in ('task_parallelism', 'steps_per_call', 'distribute', 'intra_op_threads'):
+  for field in ('task_parallelism', 'steps_per_call', 'task_chunk', 'distribute', 'intra_op_threads'):
     if row is not None and getattr(cfg, field) != getattr(row, field):
       name += f'.{field}{getattr(cfg, field)}'
   return os.path.join(out_dir, name + '.json')
@@ -265,6 +265,10 @@ PEERS: dict[str, tuple[str, tuple[float, float, float]]] = {
 PEER_PEAK_MB = {  # learn2learn's peak memory on the same rows (same source)
     'sinusoid_maml': 400, 'omniglot_5way_1shot': 500, 'omniglot_20way_1shot': 700,
     'miniimagenet_5way_1shot': 1200, 'miniimagenet_5way_1shot_first_order': 1000}
+# The memory-lean setting of the rows whose tasks are heavy: the meta-gradient a few tasks at a time
+# (--task_chunk; the same update). scripts/benchmark.sh times these too.
+LEAN_TASK_CHUNK = {'omniglot_20way_1shot': 4, 'miniimagenet_5way_1shot': 1,
+                   'miniimagenet_5way_1shot_first_order': 1}
 TARGET_SPEEDUP = 1.25  # over the fastest peer
 FIRST_ORDER_TARGET = 1.33  # first-order over second-order speed of the same row (the paper's claim)
 COMPILE_TARGET_S = 15.0
@@ -304,6 +308,18 @@ def report_table(logdir: str) -> str:
     ratio = results[fo]['its_median'] / results[so]['its_median']
     lines.append(f'- first order / second order (MiniImagenet 5w1s): {ratio:.2f}x '
                  f'({"PASS" if ratio >= FIRST_ORDER_TARGET else "FAIL"}: >= {FIRST_ORDER_TARGET}x)')
+  lean = []
+  for name, chunk in LEAN_TASK_CHUNK.items():
+    path = output_path(experiments.get(name).replace(task_chunk=chunk), out_dir)
+    if name in results and os.path.exists(path):
+      r, full = utils.read_json(path), results[name]
+      lean.append(f'| {PEERS[name][0]} | {chunk} | {r["its_median"]:.3g} ({full["its_median"]:.3g}) | '
+                  f'{r["peak_rss_mb"]:.0f} ({full["peak_rss_mb"]:.0f}) | {PEER_PEAK_MB[name]} |')
+  if lean:
+    lines += ['', 'Memory-lean setting (--task_chunk=C: the meta-gradient C tasks at a time, the same '
+              'update; in brackets the whole meta-batch at once):', '',
+              '| row | task_chunk | it/s | peak RSS MB | learn2learn MB |', '|---|---|---|---|---|',
+              *lean]
   for name, r in results.items():
     lines.append(f'- {name}: {r["cpu_count"]} cpus, {", ".join(r["devices"])}, tensorflow '
                  f'{r["tensorflow"]}, commit {r["commit"]}, {r["timestamp"]}')

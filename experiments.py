@@ -112,6 +112,8 @@ class Config:
   jit_compile: bool = True            # XLA; pays for small MLPs on CPU.
   task_parallelism: str = 'vectorized_map'  # how the forward maps over tasks (maml.py); speed only.
   steps_per_call: int = 1             # meta-updates per compiled call (a graph loop); speed only.
+  task_chunk: int = 0                 # meta-gradient C tasks at a time (memory of C tasks, not T;
+                                      # the same update, slower); 0: the whole meta-batch at once.
   distribute: str = 'none'            # 'mirrored' (devices of one machine) | 'multi_worker' (TF_CONFIG).
   intra_op_threads: int = 0           # threads per op (0: TensorFlow's default, all cores).
   summary_every: int = 100            # TensorBoard scalars (original: 100).
@@ -130,8 +132,8 @@ class Config:
                     'checkpoint_every', 'jit_compile', 'task_parallelism', 'data_dir', 'eval_shots',
                     'num_test_tasks', 'test_query_size', 'eval_chunk', 'test_update_lr',
                     'test_update_lr_grid', 'num_tune_tasks', 'test_num_updates', 'eval_seed',
-                    'report_step', 'val_every', 'num_val_tasks', 'steps_per_call', 'distribute',
-                    'intra_op_threads', 'transductive', 'test_inner_batch_size')
+                    'report_step', 'val_every', 'num_val_tasks', 'steps_per_call', 'task_chunk',
+                    'distribute', 'intra_op_threads', 'transductive', 'test_inner_batch_size')
 
   @property
   def train_query_size(self) -> int:
@@ -218,6 +220,11 @@ class Config:
       bad('distribute', 'is for meta-training; the classifier baselines train on one device')
     if self.steps_per_call > 1 and self.baseline in ('finetune', 'nearest_neighbor'):
       bad('steps_per_call', 'must be 1 for the classifier baselines (their step is not looped)')
+    if self.task_chunk < 0 or (self.task_chunk and self.meta_batch_size % self.task_chunk):
+      bad('task_chunk', f'must be 0 or divide meta_batch_size ({self.meta_batch_size})')
+    if self.task_chunk and (self.method != 'maml' or self.distribute != 'none'
+                            or self.baseline in ('finetune', 'nearest_neighbor')):
+      bad('task_chunk', 'chunks the MAML meta-gradient on one device only')
     if self.total_iterations == 0:
       bad('metatrain_iterations', 'and pretrain_iterations are both 0: nothing to train')
     self._validate_method(bad)

@@ -79,6 +79,8 @@ flags.DEFINE_string('data_dir', None, 'Folder with the raw dataset files (image 
 flags.DEFINE_enum('task_parallelism', None, list(experiments.TASK_PARALLELISM),
                   'How the forward pass maps over the tasks of a meta-batch (speed only).')
 flags.DEFINE_integer('steps_per_call', None, 'Meta-updates per compiled call (speed only).')
+flags.DEFINE_integer('task_chunk', None, 'Meta-gradient this many tasks at a time: the same update '
+                     'with the memory of that many tasks (slower; 0: the whole meta-batch).')
 flags.DEFINE_integer('intra_op_threads', None, 'Threads per TensorFlow op (0: all cores).')
 flags.DEFINE_enum('distribute', None, list(experiments.DISTRIBUTE),
                   'Split each meta-batch over the GPUs of this machine (mirrored) or over machines '
@@ -117,7 +119,7 @@ TRAIN_FIELDS = ('num_classes', 'baseline', 'pretrain_iterations', 'meta_batch_si
                 'cosine_scale', 'metatrain_iterations')
 RUNTIME_FLAGS = ('checkpoint_every', 'print_every', 'jit_compile', 'test_num_updates',
                  'num_test_tasks', 'test_query_size', 'data_dir', 'task_parallelism', 'val_every',
-                 'steps_per_call', 'distribute', 'intra_op_threads', 'transductive',
+                 'steps_per_call', 'task_chunk', 'distribute', 'intra_op_threads', 'transductive',
                  'test_inner_batch_size')
 
 

@@ -118,6 +118,9 @@ class MAML:
       with their own statistics: the original). False: each query is predicted in a batch made of
       the support set and itself (Nichol et al. 2018's non-transductive evaluation). Only
       evaluation uses it; the meta-loss is always transductive, as the original.
+    task_chunk: C > 0 computes the meta-gradient of a meta-batch C tasks at a time, one chunk after
+      the other, and averages: the same update with the activation memory of C tasks instead of T
+      (T must be a multiple of C). 0: all T at once (fastest).
   """
   TASK_PARALLELISM = ('vectorized_map', 'batched', 'map_fn', 'loop')
   INNER_LR = ('fixed', 'per_parameter', 'per_layer_per_step')
@@ -129,7 +132,7 @@ class MAML:
                batched_forward: Callable[[list[tf.Tensor], tf.Tensor], tf.Tensor] | None = None,
                inner_lr: str = 'fixed', per_step_mask: Sequence[bool] | None = None,
                multi_step_loss_epochs: int = 0, epoch_iterations: int = 500,
-               transductive: bool = True):
+               transductive: bool = True, task_chunk: int = 0):
     self.model = model
     self.loss_fn = loss_fn
     self.metric_fn = metric_fn
@@ -154,6 +157,9 @@ class MAML:
     if multi_step_loss_epochs and num_updates < 1:
       raise ValueError('the multi-step loss needs num_updates >= 1')
     self.multi_step_loss_epochs = multi_step_loss_epochs
+    if task_chunk < 0:
+      raise ValueError(f'task_chunk={task_chunk} must not be negative')
+    self.task_chunk = task_chunk
     self.epoch_iterations = epoch_iterations
     per_step_mask = tuple(per_step_mask) if per_step_mask is not None else (False,) * n
     if len(per_step_mask) != n or any(a and p for a, p in zip(self.adapt_mask, per_step_mask)):
@@ -277,6 +283,8 @@ class MAML:
         total = tf.reduce_sum(support_loss)  # tasks are independent: grad of the sum = per-task grads
       # Zeros for tensors the loss does not read (swapped out for a per-step copy).
       grads = tape.gradient(total, fast, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+      # Dense: in a while loop (task_chunk) vectorized_map's gradient comes as IndexedSlices.
+      grads = [tf.convert_to_tensor(g) for g in grads]
       if step == start_step:
         support_loss_0 = support_loss
       if first_order:
@@ -355,6 +363,34 @@ class MAML:
     grads = tape.gradient(loss, params, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     return (self.clip(grads) if clip else grads), loss, pre, post
 
+  def chunked_meta_gradient(self, episode, objective: str = 'maml', first_order: bool | None = None,
+                            iteration=None):
+    """`meta_gradient` (unclipped) computed self.task_chunk tasks at a time.
+
+    The meta-loss is a mean over tasks, so it and its gradient are the mean of the chunks' (the
+    multi-step loss weights are linear in it too). The chunks run one after the other in a
+    tf.while_loop (parallel_iterations=1), so only one chunk's activations are alive at a time.
+    """
+    chunk = self.task_chunk
+    num_tasks = tf.shape(episode[0])[0]
+    tf.debugging.assert_equal(num_tasks % chunk, 0, f'the meta-batch must be a multiple of '
+                              f'task_chunk={chunk}')
+    num_chunks = num_tasks // chunk
+    dtype = self.variables[0].dtype
+    weight = 1.0 / tf.cast(num_chunks, dtype)
+
+    def body(i, grads, loss, pre, post):
+      part = tuple(e[i * chunk:(i + 1) * chunk] for e in episode)
+      g, l, p, q = self.meta_gradient(part, objective, False, first_order, iteration)
+      return (i + 1, [a + b * weight for a, b in zip(grads, g)], loss + l * weight,
+              pre.write(i, p), post.write(i, q))
+
+    start = (tf.constant(0), [tf.zeros_like(v) for v in self.variables], tf.zeros([], dtype),
+             tf.TensorArray(dtype, size=num_chunks), tf.TensorArray(dtype, size=num_chunks))
+    _, grads, loss, pre, post = tf.while_loop(lambda i, *_: i < num_chunks, body, start,
+                                              parallel_iterations=1)
+    return grads, loss, pre.concat(), post.concat()
+
   def clip(self, grads: list[tf.Tensor]) -> list[tf.Tensor]:
     """Each meta-gradient entry clipped to [-meta_grad_clip, meta_grad_clip] (if set)."""
     if self.meta_grad_clip is None:
@@ -393,8 +429,13 @@ class MAML:
     variables = self.variables
 
     def single(episode):
-      grads, loss, pre, post = self.meta_gradient(episode, objective, True, first_order,
-                                                  optimizer.iterations)
+      if self.task_chunk:
+        grads, loss, pre, post = self.chunked_meta_gradient(episode, objective, first_order,
+                                                            optimizer.iterations)
+        grads = self.clip(grads)
+      else:
+        grads, loss, pre, post = self.meta_gradient(episode, objective, True, first_order,
+                                                    optimizer.iterations)
       optimizer.apply(grads, variables)
       return {'loss': loss, 'pre_loss': tf.reduce_mean(pre), 'post_loss': tf.reduce_mean(post)}
 

@@ -70,7 +70,7 @@ def make_learner(cfg: Config, model: keras.Model, loss_fn, metric_fn, num_update
   return MAML(model, loss_fn, metric_fn, **common, inner_lr=cfg.inner_lr,
               per_step_mask=models.norm_mask(model) if cfg.per_step_norm else None,
               multi_step_loss_epochs=cfg.multi_step_loss_epochs,
-              epoch_iterations=cfg.epoch_iterations)
+              epoch_iterations=cfg.epoch_iterations, task_chunk=cfg.task_chunk)
 
 
 def make_optimizer(cfg: Config) -> keras.optimizers.Optimizer:

@@ -21,4 +21,8 @@ bench omniglot_5way_1shot 50
 bench omniglot_20way_1shot 20
 bench miniimagenet_5way_1shot 20
 bench miniimagenet_5way_1shot_first_order 20
+# The memory-lean setting (benchmark.LEAN_TASK_CHUNK): the meta-gradient a few tasks at a time.
+bench omniglot_20way_1shot 20 --task_chunk=4
+bench miniimagenet_5way_1shot 20 --task_chunk=1
+bench miniimagenet_5way_1shot_first_order 20 --task_chunk=1
 report benchmark

@@ -56,6 +56,8 @@ def test_sinusoid_rows_match_the_paper_and_the_original_code():
     (dict(cosine_scale=10.0), 'cosine_scale=10.0 is for matching networks only'),
     (dict(multi_step_loss_epochs=2, num_updates=0), 'needs num_updates >= 1'),
     (dict(first_order_iterations=-1), 'must not be negative'),
+    (dict(task_chunk=2), 'task_chunk=2 must be 0 or divide meta_batch_size (25)'),
+    (dict(task_chunk=5, method='reptile'), 'task_chunk=5 chunks the MAML meta-gradient on one device'),
 ])
 def test_bad_values_raise_one_clear_error(changes, match):
   with pytest.raises(ConfigError, match=re.escape(match)):

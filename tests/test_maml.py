@@ -235,6 +235,33 @@ def test_looped_train_step_equals_single_steps(objective, jit):
     np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.parametrize('task_chunk,task_parallelism', [(1, 'vectorized_map'), (2, 'batched'),
+                                                        (2, 'vectorized_map')])
+def test_task_chunks_give_the_same_update(task_chunk, task_parallelism):
+  """task_chunk=C (meta-gradients of C tasks at a time, averaged) is the update of all T at once:
+  batch norm's statistics are per task, the clip applies to the mean, MSL weights are linear."""
+  ep = episode(num_tasks=4, seed=3)
+  results = []
+  for chunk in (0, task_chunk):
+    model = small_net(norm='batch_norm', seed=2)
+    l = MAML(model, utils.mse, utils.mse, update_lr=0.3, num_updates=2, meta_grad_clip=0.05,
+             multi_step_loss_epochs=3, epoch_iterations=1, task_parallelism=task_parallelism,
+             batched_forward=models.task_batched_forward(model) if task_parallelism == 'batched'
+             else None, task_chunk=chunk)
+    opt = keras.optimizers.Adam(1e-2)
+    opt.build(l.variables)
+    step = l.make_train_step(opt)
+    losses = [step(*ep), step(*ep)]  # the second with other multi-step loss weights
+    results.append(([{k: float(v) for k, v in d.items()} for d in losses],
+                    [v.numpy() for v in l.variables]))
+  (full_losses, full_theta), (chunked_losses, chunked_theta) = results
+  for a, b in zip(full_losses, chunked_losses):
+    assert a.keys() == b.keys() and all(np.isclose(a[k], b[k], rtol=1e-12) for k in a)
+  for a, b in zip(full_theta, chunked_theta):
+    np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-11)
+  assert not np.allclose(full_theta[0], small_net(norm='batch_norm', seed=2).get_weights()[0])
+
+
 def test_eval_step_reports_every_step_and_step_zero_is_theta():
   model = small_net()
   l = learner(model, lr=0.3)

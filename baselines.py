@@ -5,7 +5,7 @@ meta-training classes (64 for MiniImagenet). At meta-test
   * "fine-tuning": the backbone gets a new N-way head (zeros) and every parameter is fine-tuned on the
     task's support set by plain SGD (the MAML evaluation step, with alpha tuned on validation tasks);
   * "nearest neighbour": each query gets the label of the support image nearest in the backbone's
-    feature space (the input of the head), Euclidean distance.
+    feature space (the input of the head), by cosine distance (or Euclidean).
 """
 
 from __future__ import annotations
@@ -103,16 +103,24 @@ def task_model(classifier: keras.Model, cfg: Config) -> keras.Model:
   return model
 
 
-def nearest_neighbor_accuracy(features: keras.Model, episode) -> np.ndarray:
-  """Accuracy (%) [T] of labelling each query like its nearest support example (Euclidean).
+NN_DISTANCES = ('cosine', 'euclidean')
+
+
+def nearest_neighbor_accuracy(features: keras.Model, episode, distance: str = 'cosine') -> np.ndarray:
+  """Accuracy (%) [T] of labelling each query like its nearest support example.
 
   episode: support_x [T, N*K, ...], support_y [T, N*K, N], query_x [T, N*Q, ...], query_y [T, N*Q, N].
+  distance: 'cosine' (Euclidean between L2-normalized features) or 'euclidean'.
   Each set of each task is embedded in its own call, so batch norm sees the same batches as in MAML.
   """
+  if distance not in NN_DISTANCES:
+    raise ValueError(f'distance={distance!r} is not one of {NN_DISTANCES}')
   embed = tf.function(lambda x: features(x, training=True), reduce_retracing=True)
   accuracies = []
   for support_x, support_y, query_x, query_y in zip(*episode[:4]):
     s, q = embed(support_x), embed(query_x)  # [N*K, D], [N*Q, D]
+    if distance == 'cosine':  # the nearest by cosine is the nearest of the unit vectors
+      s, q = tf.math.l2_normalize(s, -1), tf.math.l2_normalize(q, -1)
     distances = (tf.reduce_sum(q ** 2, -1)[:, None] - 2 * tf.matmul(q, s, transpose_b=True)
                  + tf.reduce_sum(s ** 2, -1)[None, :])
     predicted = tf.gather(tf.argmax(support_y, -1), tf.argmin(distances, -1))

@@ -83,6 +83,7 @@ class Config:
   baseline: str | None = None         # 'oracle': the task parameters are appended to the input;
                                       # 'finetune' | 'nearest_neighbor': a classifier (baselines.py).
   classifier_classes: int = 64        # classifier baselines: outputs while training (train classes).
+  nn_distance: str = 'cosine'         # nearest-neighbour baseline: 'cosine' | 'euclidean' features.
   model_from: str | None = None       # the row whose trained run this row evaluates (it trains the
                                       # same network; only evaluation differs): one classifier serves
                                       # all four MiniImagenet baseline rows.
@@ -133,7 +134,8 @@ class Config:
                     'num_test_tasks', 'test_query_size', 'eval_chunk', 'test_update_lr',
                     'test_update_lr_grid', 'num_tune_tasks', 'test_num_updates', 'eval_seed',
                     'report_step', 'val_every', 'num_val_tasks', 'steps_per_call', 'task_chunk',
-                    'distribute', 'intra_op_threads', 'transductive', 'test_inner_batch_size')
+                    'distribute', 'intra_op_threads', 'transductive', 'test_inner_batch_size',
+                    'nn_distance')
 
   @property
   def train_query_size(self) -> int:
@@ -172,6 +174,8 @@ class Config:
       bad('norm', f'is not one of {NORMS}')
     if self.baseline not in BASELINES:
       bad('baseline', f'is not one of {BASELINES}')
+    if self.nn_distance not in ('cosine', 'euclidean'):
+      bad('nn_distance', "is not one of ('cosine', 'euclidean')")
     if self.task_parallelism not in TASK_PARALLELISM:
       bad('task_parallelism', f'is not one of {TASK_PARALLELISM}')
     if self.metric not in METRICS:
@@ -428,7 +432,10 @@ _BASELINE = _MINI.replace(
              'iterations); the original settings of Ravi & Larochelle are not in the reference',
              'fine-tuning: a zero N-way head, every parameter but batch norm fine-tuned by SGD on '
              'the support set, alpha tuned per K on validation tasks, accuracy after 10 steps',
-             'nearest neighbour: Euclidean distance between backbone features (the head\'s input)',
+             'nearest neighbour: cosine distance between backbone features (the head\'s input). '
+             'The reference does not name R&L\'s distance; cosine matches their numbers: with the '
+             'same classifier, 200 test tasks, 1-shot / 5-shot: cosine 40.7 / 51.6, Euclidean '
+             '30.6 / 39.0 (published 41.08 / 51.04); --nn_distance=euclidean keeps the other',
              'one classifier serves the four baseline rows (model_from): the 1-shot fine-tuning '
              'row trains it, the others evaluate it'),
     published=(Published(1, 10, 28.86, 0.54, _R_AND_L),))

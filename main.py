@@ -79,6 +79,8 @@ flags.DEFINE_string('data_dir', None, 'Folder with the raw dataset files (image 
 flags.DEFINE_enum('task_parallelism', None, list(experiments.TASK_PARALLELISM),
                   'How the forward pass maps over the tasks of a meta-batch (speed only).')
 flags.DEFINE_integer('steps_per_call', None, 'Meta-updates per compiled call (speed only).')
+flags.DEFINE_enum('nn_distance', None, ['cosine', 'euclidean'],
+                  'Nearest-neighbour baseline: the distance between backbone features.')
 flags.DEFINE_integer('task_chunk', None, 'Meta-gradient this many tasks at a time: the same update '
                      'with the memory of that many tasks (slower; 0: the whole meta-batch).')
 flags.DEFINE_integer('intra_op_threads', None, 'Threads per TensorFlow op (0: all cores).')
@@ -120,7 +122,7 @@ TRAIN_FIELDS = ('num_classes', 'baseline', 'pretrain_iterations', 'meta_batch_si
 RUNTIME_FLAGS = ('checkpoint_every', 'print_every', 'jit_compile', 'test_num_updates',
                  'num_test_tasks', 'test_query_size', 'data_dir', 'task_parallelism', 'val_every',
                  'steps_per_call', 'task_chunk', 'distribute', 'intra_op_threads', 'transductive',
-                 'test_inner_batch_size')
+                 'test_inner_batch_size', 'nn_distance')
 
 
 def _training_overrides(test_mode: bool) -> dict:

@@ -485,7 +485,7 @@ def _make_eval_fn(setup: Setup):
     features = baselines.backbone(setup.model)
 
     def nearest(*episode):
-      metric = baselines.nearest_neighbor_accuracy(features, episode)[None]
+      metric = baselines.nearest_neighbor_accuracy(features, episode, cfg.nn_distance)[None]
       return {'loss': tf.zeros_like(metric), 'metric': tf.constant(metric)}
     return nearest
   learner = setup.learner

@@ -15,8 +15,22 @@ def test_nearest_neighbor_labels_each_query_like_its_closest_support_example():
   support_y = tf.one_hot([[2, 0, 1]], 3)
   query_x = tf.constant([[[9., 1.], [1., 9.], [1., 1.], [8., 0.]]])
   query_y = tf.one_hot([[0, 1, 2, 1]], 3)                            # the last one is wrong
-  acc = baselines.nearest_neighbor_accuracy(features, (support_x, support_y, query_x, query_y))
+  acc = baselines.nearest_neighbor_accuracy(features, (support_x, support_y, query_x, query_y),
+                                            'euclidean')
   np.testing.assert_allclose(acc, [75.0])
+
+
+def test_nearest_neighbor_by_cosine_compares_directions_not_lengths():
+  features = keras.Sequential([keras.Input((2,)), keras.layers.Identity()])
+  support_x = tf.constant([[[1., 0.], [0., 10.]]])                     # 2-way 1-shot
+  support_y = tf.one_hot([[0, 1]], 2)
+  query_x = tf.constant([[[5., 1.], [0.2, 0.9], [0.5, 0.6]]])          # nearest in angle: 0, 1, 1
+  query_y = tf.one_hot([[0, 1, 1]], 2)
+  episode = (support_x, support_y, query_x, query_y)
+  np.testing.assert_allclose(baselines.nearest_neighbor_accuracy(features, episode, 'cosine'), [100.0])
+  # Euclidean: the long support vector (0, 10) is far from every query, so all get label 0.
+  np.testing.assert_allclose(baselines.nearest_neighbor_accuracy(features, episode, 'euclidean'),
+                             [100 / 3])
 
 
 def test_task_model_keeps_the_backbone_and_zeroes_an_n_way_head():

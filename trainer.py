@@ -591,7 +591,8 @@ def evaluate(cfg: Config, run_dir: str, *, split: str = 'test', test_iter: int =
       result['curves'] = sinusoid_curves(setup, k, lr, out_path[:-len('.json')] + '_curves.npz')
     utils.write_json(out_path, result)
     logging.info('%s K=%d alpha=%s (%d tasks, %.1fs): %s after 0..%d steps: %s', cfg.name, k,
-                 f'{lr:g}' if cfg.inner_lr == 'fixed' else 'learned', cfg.num_test_tasks,
+                 ('learned' if cfg.inner_lr != 'fixed' else f'{lr:g}' if cfg.test_num_updates
+                  else 'none (no steps)'), cfg.num_test_tasks,
                  time.perf_counter() - t0, cfg.metric, cfg.test_num_updates, utils.format_steps(mean))
     results.append(result)
   return results

@@ -82,7 +82,7 @@ flags.DEFINE_integer('steps_per_call', None, 'Meta-updates per compiled call (sp
 flags.DEFINE_enum('nn_distance', None, ['cosine', 'euclidean'],
                   'Nearest-neighbour baseline: the distance between backbone features.')
 flags.DEFINE_integer('task_chunk', None, 'Meta-gradient this many tasks at a time: the same update '
-                     'with the memory of that many tasks (slower; 0: the whole meta-batch).')
+                     'with the memory of that many tasks (0: the whole meta-batch at once).')
 flags.DEFINE_integer('intra_op_threads', None, 'Threads per TensorFlow op (0: all cores).')
 flags.DEFINE_enum('distribute', None, list(experiments.DISTRIBUTE),
                   'Split each meta-batch over the GPUs of this machine (mirrored) or over machines '

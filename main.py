@@ -94,7 +94,8 @@ flags.DEFINE_string('logdir', 'logs', 'Directory that holds the run directories.
 flags.DEFINE_bool('resume', True, 'Continue from the latest checkpoint of the run directory.')
 flags.DEFINE_integer('checkpoint_every', None, 'Iterations between checkpoints.')
 flags.DEFINE_integer('print_every', None, 'Iterations between progress lines.')
-flags.DEFINE_bool('jit_compile', None, 'Compile the steps with XLA.')
+flags.DEFINE_bool('jit_compile', None, 'Compile the training step with XLA (evaluation never '
+                  'uses it: its compile time does not pay back over a few calls).')
 # Test mode.
 flags.DEFINE_integer('test_iter', -1, 'Checkpoint iteration to evaluate (-1: the best validated, '
                      'else the latest; -2: the latest).')

@@ -419,7 +419,7 @@ class _Validator:
     # Drawn once: the same validation tasks at every validation.
     self.chunks = list(data_generator.task_chunks(sampler, cfg.num_val_tasks, k * cfg.num_classes,
                                                   q, cfg.eval_chunk))
-    self.eval_fn = setup.learner.make_eval_step(cfg.report_step, cfg.jit_compile)
+    self.eval_fn = setup.learner.make_eval_step(cfg.report_step)
     self.curve = utils.read_json(self.path)['curve'] if os.path.exists(self.path) else {}
 
   def better(self, a: float, b: float) -> bool:
@@ -490,11 +490,11 @@ def _make_eval_fn(setup: Setup):
     return nearest
   learner = setup.learner
   if cfg.method in METRIC_METHODS:
-    return learner.make_eval_step(0, cfg.jit_compile)
+    return learner.make_eval_step(0)
   if cfg.baseline == 'finetune':
     model = baselines.task_model(setup.model, cfg)
     learner = make_learner(cfg, model, learner.loss_fn, learner.metric_fn, num_updates=0)
-  return learner.make_eval_step(cfg.test_num_updates, cfg.jit_compile)
+  return learner.make_eval_step(cfg.test_num_updates)
 
 
 def _run_tasks(eval_fn, chunks, lr: float) -> dict:
@@ -628,7 +628,7 @@ def sinusoid_curves(setup: Setup, shots: int, lr: float, path: str, num_tasks: i
   sampler = data_generator.make_sampler(cfg, 'plot', shots)
   episode = data_generator.sample_tasks(sampler, num_tasks, shots, 1)
   grid_x, grid_y = sampler.grid(episode.task)
-  fn = setup.learner.make_eval_step(cfg.test_num_updates, jit_compile=False, return_outputs=True)
+  fn = setup.learner.make_eval_step(cfg.test_num_updates, return_outputs=True)
   out = fn(episode.support_x, episode.support_y, grid_x, grid_y, tf.constant(lr, tf.float32))
   np.savez(path, x=grid_x[0, :, 0], y=grid_y[..., 0], support_x=episode.support_x[..., 0],
            support_y=episode.support_y[..., 0], pred=out['outputs'].numpy()[..., 0], task=episode.task)

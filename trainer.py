@@ -546,10 +546,14 @@ def evaluate(cfg: Config, run_dir: str, *, split: str = 'test', test_iter: int =
   out_dir = os.path.join(run_dir, 'results')
   os.makedirs(out_dir, exist_ok=True)
   results = []
+  # One function for every K: after the first shapes it traces once more with general shapes
+  # (reduce_retracing) and reuses that trace, instead of two or three traces per K.
+  eval_fn = _make_eval_fn(setup)
+  curves_fn = (setup.learner.make_eval_step(cfg.test_num_updates, return_outputs=True)
+               if cfg.datasource == 'sinusoid' else None)
   for k in shots or cfg.eval_shots:
     t0 = time.perf_counter()
     scores = None
-    eval_fn = _make_eval_fn(setup)  # traced per K
     if update_lr is not None:
       lr = update_lr
     elif cfg.test_update_lr is not None:
@@ -588,7 +592,8 @@ def evaluate(cfg: Config, run_dir: str, *, split: str = 'test', test_iter: int =
     out_path = _results_path(out_dir, utils.results_name(split, k, cfg.transductive),
                              cfg.num_test_tasks)
     if cfg.datasource == 'sinusoid':
-      result['curves'] = sinusoid_curves(setup, k, lr, out_path[:-len('.json')] + '_curves.npz')
+      result['curves'] = sinusoid_curves(setup, curves_fn, k, lr,
+                                         out_path[:-len('.json')] + '_curves.npz')
     utils.write_json(out_path, result)
     logging.info('%s K=%d alpha=%s (%d tasks, %.1fs): %s after 0..%d steps: %s', cfg.name, k,
                  ('learned' if cfg.inner_lr != 'fixed' else f'{lr:g}' if cfg.test_num_updates
@@ -618,17 +623,16 @@ def _hashed(chunks, digest):
     yield episode
 
 
-def sinusoid_curves(setup: Setup, shots: int, lr: float, path: str, num_tasks: int = 4) -> str:
+def sinusoid_curves(setup: Setup, fn, shots: int, lr: float, path: str, num_tasks: int = 4) -> str:
   """Saves predictions on a dense grid after every step for a few fixed tasks (paper Fig. 2).
 
-  The npz holds x [P], y [tasks, P], support_x/support_y [tasks, K], pred [steps+1, tasks, P].
-  Returns the file name.
+  fn: the learner's make_eval_step(test_num_updates, return_outputs=True). The npz holds x [P],
+  y [tasks, P], support_x/support_y [tasks, K], pred [steps+1, tasks, P]. Returns the file name.
   """
   cfg = setup.cfg
   sampler = data_generator.make_sampler(cfg, 'plot', shots)
   episode = data_generator.sample_tasks(sampler, num_tasks, shots, 1)
   grid_x, grid_y = sampler.grid(episode.task)
-  fn = setup.learner.make_eval_step(cfg.test_num_updates, return_outputs=True)
   out = fn(episode.support_x, episode.support_y, grid_x, grid_y, tf.constant(lr, tf.float32))
   np.savez(path, x=grid_x[0, :, 0], y=grid_y[..., 0], support_x=episode.support_x[..., 0],
            support_y=episode.support_y[..., 0], pred=out['outputs'].numpy()[..., 0], task=episode.task)

@@ -4,6 +4,14 @@ import os
 import pathlib
 import sys
 
+import pytest
+
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(scope='session')
+def tfds_dir(tmp_path_factory):
+  """One tfds cache for the whole run: each real dataset is prepared once (Omniglot: ~20 s)."""
+  return tmp_path_factory.mktemp('tfds')

@@ -38,11 +38,6 @@ def _need(path: pathlib.Path, *files: str) -> pathlib.Path:
 
 
 @pytest.fixture(scope='session')
-def tfds_dir(tmp_path_factory):
-  return tmp_path_factory.mktemp('tfds')
-
-
-@pytest.fixture(scope='session')
 def omniglot(tfds_dir):
   """{split: ClassImages} of the real Omniglot, prepared once into the session's tfds dir."""
   _need(OMNIGLOT, *image_datasets.OMNIGLOT_ZIPS)
@@ -252,9 +247,9 @@ def test_missing_folder_and_missing_zip(tmp_path):
 
 def test_corrupt_zip(tmp_path):
   _need(OMNIGLOT, *image_datasets.OMNIGLOT_ZIPS)
-  data = (OMNIGLOT / 'images_evaluation.zip').read_bytes()
-  folder = _omniglot_folder(tmp_path, **{'images_evaluation.zip': data[:len(data) // 2]})
-  with pytest.raises(DataError, match='images_evaluation.zip is not a readable zip .*truncated'):
+  data = (OMNIGLOT / 'images_background.zip').read_bytes()  # read first: fails without decoding
+  folder = _omniglot_folder(tmp_path, **{'images_background.zip': data[:len(data) // 2]})
+  with pytest.raises(DataError, match='images_background.zip is not a readable zip .*truncated'):
     _prepare_omniglot(folder, tmp_path)
 
 

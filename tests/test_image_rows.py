@@ -19,12 +19,11 @@ DATA = {'omniglot': SHARED / 'omniglot', 'miniimagenet': SHARED / 'miniimagenet'
 
 
 @pytest.fixture(scope='module')
-def tfds_cache(tmp_path_factory):
-  """One tfds cache for the module, so each dataset is prepared once."""
-  path = tmp_path_factory.mktemp('tfds_rows')
+def tfds_cache(tfds_dir):
+  """The session's tfds cache (conftest.py) for the trainer, so each dataset is prepared once."""
   old = os.environ.get('MAML_TFDS_DIR')
-  os.environ['MAML_TFDS_DIR'] = str(path)
-  yield path
+  os.environ['MAML_TFDS_DIR'] = str(tfds_dir)
+  yield tfds_dir
   if old is None:
     del os.environ['MAML_TFDS_DIR']
   else:

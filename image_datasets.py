@@ -640,6 +640,25 @@ def load_split(datasource: str, split: str, data_dir: str | os.PathLike | None =
   if split not in SPLITS:
     raise ValueError(f'unknown split {split!r}; choose one of {SPLITS}')
   builder = prepare(datasource, data_dir, tfds_dir)
+  # Kept for the process: evaluation asks for a split once per K (and tuning for the val split
+  # again), and each Omniglot split reads all 32k images. A re-prepared cache has a new stamp.
+  key = (datasource, split, str(builder.data_dir),
+         os.stat(os.path.join(builder.data_dir, 'dataset_info.json')).st_mtime_ns)
+  if key not in _LOADED:
+    data = _load(builder, datasource, split)
+    data.images.flags.writeable = False  # shared by every caller
+    _LOADED[key] = data
+    while len(_LOADED) > _LOADED_MAX:  # the oldest first: at most the three splits of one dataset
+      del _LOADED[next(iter(_LOADED))]
+  return _LOADED[key]
+
+
+_LOADED: dict[tuple, ClassImages] = {}
+_LOADED_MAX = 3
+
+
+def _load(builder, datasource: str, split: str) -> ClassImages:
+  """load_split's reading and grouping, checked against the expected number of classes."""
   names = builder.info.features['label'].names
   if datasource == 'omniglot':
     parts = [_read_tfds_split(builder, s) for s in ('background', 'evaluation')]

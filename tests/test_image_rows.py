@@ -58,16 +58,20 @@ def test_omniglot_5way_1shot_trains_and_evaluates(tfds_cache, tmp_path):
   train_and_test('omniglot_5way_1shot', tmp_path, eval_shots=(1,))  # K=5 in the slow run
 
 
+@pytest.mark.slow  # ANIL's inner loop: tests/test_variants.py; ~25 s here
 def test_anil_row_trains_and_evaluates(tfds_cache, tmp_path):
   train_and_test('omniglot_20way_1shot_anil', tmp_path, eval_shots=(1,), test_num_updates=5)
 
 
+# The default run keeps the two whose training or evaluation has phases of its own (~25 s each);
+# the others (~20 s each) run with -m slow, beside every row's default settings below.
 @pytest.mark.parametrize('name,changes', [
     ('omniglot_5way_reptile', dict(test_num_updates=3, report_step=3)),
-    ('omniglot_5way_1shot_meta_sgd', dict(task_chunk=1)),  # meta-gradients a task at a time
+    pytest.param('omniglot_5way_1shot_meta_sgd', dict(task_chunk=1),  # a task at a time
+                 marks=pytest.mark.slow),
     ('omniglot_5way_1shot_maml_plus_plus', dict(first_order_iterations=2, epoch_iterations=1)),
-    ('omniglot_5way_1shot_protonet', {}),
-    ('omniglot_5way_1shot_matching', {}),  # full-context embeddings: tests/test_metric_learning.py
+    pytest.param('omniglot_5way_1shot_protonet', {}, marks=pytest.mark.slow),
+    pytest.param('omniglot_5way_1shot_matching', {}, marks=pytest.mark.slow),  # FCE: test_metric_learning
 ])
 def test_every_method_trains_and_evaluates_on_omniglot(tfds_cache, tmp_path, name, changes):
   """Reptile (both evaluation modes), Meta-SGD, MAML++ (through its first-order phase and the

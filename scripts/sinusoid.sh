@@ -13,7 +13,7 @@
 #                 flags only: a flag that changes what is trained also changes the run directory name,
 #                 and the report reads <logdir>/<row>.
 # Set PYTHON to choose the interpreter (default: python).
-# Expected runtime on a 2-core CPU: --quick under a minute (most of it TensorFlow start-up and
+# Expected runtime on a 2-core CPU: --quick 1-2 minutes (most of it TensorFlow start-up and
 # compilation); the full run (70,000 iterations per model at ~1,400-1,800 it/s, 600 test tasks per K)
 # about 4 minutes (measured: 4 min 8 s). `python main.py --experiment=<row> --benchmark` gives the it/s of another machine.
 # Training resumes from the latest checkpoint, so an interrupted script can simply be run again.

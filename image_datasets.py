@@ -636,6 +636,9 @@ def load_split(datasource: str, split: str, data_dir: str | os.PathLike | None =
     split: 'train', 'val' or 'test' (Omniglot: the original's 1100/100/423 characters;
       MiniImagenet: the Ravi & Larochelle CSV classes).
     data_dir, tfds_dir: as `prepare`.
+
+  Returns the process's one copy of the split (read-only images): a second call for the same
+  prepared cache returns the same object without reading it again.
   """
   if split not in SPLITS:
     raise ValueError(f'unknown split {split!r}; choose one of {SPLITS}')

@@ -306,6 +306,13 @@ def test_official_checksums_are_the_ones_tfds_records():
     assert image_datasets.OMNIGLOT_URL + name in path.read_text()
 
 
+def test_a_loaded_split_is_shared_read_only_and_not_read_again(omniglot, tfds_dir):
+  again = image_datasets.load_split('omniglot', 'test', OMNIGLOT, tfds_dir)
+  assert again is omniglot['test']
+  with pytest.raises(ValueError, match='read-only'):
+    again.images[0, 0, 0, 0] = 0
+
+
 def test_prepared_cache_is_reused_without_the_source(omniglot, tfds_dir):
   again = image_datasets.load_split('omniglot', 'val', '/no/such/folder', tfds_dir)
   np.testing.assert_array_equal(again.images, omniglot['val'].images)

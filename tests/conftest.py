@@ -18,5 +18,5 @@ sys.path.insert(0, str(ROOT))
 
 @pytest.fixture(scope='session')
 def tfds_dir(tmp_path_factory):
-  """One tfds cache for the whole run: each real dataset is prepared once (Omniglot: ~20 s)."""
+  """One tfds cache per test process: each real dataset is prepared once in it (Omniglot: ~20 s)."""
   return tmp_path_factory.mktemp('tfds')

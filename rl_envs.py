@@ -25,8 +25,11 @@ Observations are qpos[1:] (8) + qvel (9) + torso subtree COM (3) for the cheetah
 MuJoCo resets draw qpos + N(0, 0.01^2) and qvel + N(0, 0.1^2) around rllab's initial pose.
 
 The MuJoCo families subclass gymnasium's v5 `HalfCheetahEnv` / `AntEnv` (overriding `_get_rew`, `_get_obs`,
-`reset_model` and the simulation step) and keep one persistent env object per slot, stepped in a plain Python loop
-(an AsyncVectorEnv is 5-10x slower on 2 cores), re-tasked with `set_task`.
+`reset_model` and the simulation step) and keep one persistent env object per slot, re-tasked with `set_task`. The
+batch is stepped in a plain Python loop that only advances the physics and reads the observations (an
+AsyncVectorEnv is 5-10x slower on 2 cores, and gymnasium's per-env `step` bookkeeping costs more than the
+HalfCheetah physics); rewards and terminations are then computed for the whole batch with the formulas that
+the envs' own `step` uses.
 
 Remaining differences to rllab (cbfinn/maml_rl):
 - Simulator: MuJoCo 4.0 through gymnasium 1.4 instead of MuJoCo 1.31 through rllab's mujoco_py. The models and
@@ -304,6 +307,11 @@ def _quiet_settotalmass():
     mujoco.set_mju_user_warning(previous)
 
 
+def _forward(kind: str, task: np.ndarray, v: np.ndarray) -> np.ndarray:
+  """The task reward [B]: -|v_x - v_goal| ('vel') or d v_x ('dir'), from task [B] and v_x [B]."""
+  return -np.abs(v - task) if kind == 'vel' else task * v
+
+
 class _RllabMixin:
   """What rllab's MujocoEnv did differently from gymnasium's: initial pose, reset noise, derived quantities.
 
@@ -329,9 +337,18 @@ class _RllabMixin:
     """x velocity of the torso's subtree centre of mass (rllab's get_body_comvel('torso')[0])."""
     return float(self.data.subtree_linvel[self._torso, 0])
 
-  def _forward_reward(self) -> float:
+  def _get_rew(self, x_velocity, action):
+    """gymnasium's single-env `step` pays the reward of the batched path (`batch_rewards`)."""
+    del x_velocity  # gymnasium's finite difference of the root position; rllab used the COM velocity
     v = self.com_x_velocity()
-    return -abs(v - self.task) if self.kind == 'vel' else self.task * v
+    reward = self.batch_rewards(self.kind, np.array([self.task]), np.array([v]),
+                                np.asarray(action, np.float64)[None], self._get_obs()[None])
+    return float(reward[0]), {'com_x_velocity': v}
+
+  def advance(self, env_action: np.ndarray) -> None:
+    """One simulation step of rllab's env with the env action [act_dim] (env.step without gymnasium's
+    per-step bookkeeping, which costs more than the physics; MujocoTaskEnvs.step uses this)."""
+    self._step_mujoco_simulation(env_action, self.frame_skip)
 
   def reset_model(self):
     qpos = self.init_qpos + self.QPOS_NOISE * self.np_random.standard_normal(self.model.nq)
@@ -372,12 +389,16 @@ class HalfCheetahTask(_RllabMixin, _CheetahBase):
     d = self.data
     return np.concatenate([d.qpos[1:], d.qvel, d.subtree_com[self._torso]])
 
-  def _get_rew(self, x_velocity, action):
-    del x_velocity  # gymnasium's root-position finite difference; rllab used the COM velocity
-    forward = self._forward_reward()
-    ctrl = self.CTRL_COST * float(np.sum(np.square(action)))
-    return forward - ctrl, {'reward_forward': forward, 'reward_ctrl': -ctrl,
-                            'com_x_velocity': self.com_x_velocity()}
+  @classmethod
+  def batch_rewards(cls, kind, task, v, action, obs):
+    """Rewards [B] of B envs from task [B], v_x [B], env actions [B, 6] and float64 obs [B, 20]."""
+    del obs
+    return _forward(kind, task, v) - cls.CTRL_COST * np.sum(np.square(action), -1)
+
+  @classmethod
+  def batch_terminated(cls, obs):
+    """The cheetah never terminates: [B] False."""
+    return np.zeros(len(obs), bool)
 
 
 class AntTask(_RllabMixin, _AntBase):
@@ -389,18 +410,19 @@ class AntTask(_RllabMixin, _AntBase):
   Terminates when qpos[2] is not in [0.2, 1.0] or the state is not finite.
   """
   CTRL_COST, CONTACT_COST, SURVIVE, VEL_BONUS = 0.005, 5e-4, 0.05, 1.0
+  ACTION_BOUND, HEALTHY_Z = 150.0, (0.2, 1.0)
+  CFRC = slice(29, 29 + 84)  # where clip(cfrc_ext) lies in the observation
 
   def __init__(self, kind: str = 'vel', task: float | None = None):
     if kind not in ('vel', 'dir'):
       raise ValueError(f'kind must be vel or dir, got {kind!r}')
     self.kind, self.task = kind, 0.0
     super().__init__(frame_skip=1, ctrl_cost_weight=self.CTRL_COST, contact_cost_weight=self.CONTACT_COST,
-                     healthy_reward=self.SURVIVE, terminate_when_unhealthy=True, healthy_z_range=(0.2, 1.0),
+                     healthy_reward=self.SURVIVE, terminate_when_unhealthy=True, healthy_z_range=self.HEALTHY_Z,
                      contact_force_range=(-1.0, 1.0), reset_noise_scale=0.0,
                      exclude_current_positions_from_observation=False, include_cfrc_ext_in_observation=True)
     gym_utils.EzPickle.__init__(self, kind, task)  # pickles as this class, not the parent
     self.fullpath = "rllab's ant.xml (rl_envs.RLLAB_ANT_XML)"
-    self._action_scale = 0.5 * (self.action_space.high - self.action_space.low).astype(np.float64)
     self._rllab_init()
     self.set_task((0.0 if kind == 'vel' else 1.0) if task is None else task)
 
@@ -419,20 +441,28 @@ class AntTask(_RllabMixin, _AntBase):
     return np.concatenate([d.qpos, d.qvel, np.clip(d.cfrc_ext, -1.0, 1.0).ravel(), d.xmat[self._torso],
                            d.subtree_com[self._torso]])
 
-  def _get_rew(self, x_velocity, action):
-    del x_velocity  # gymnasium's torso-origin finite difference; rllab used the COM velocity
-    forward = self._forward_reward() + (self.VEL_BONUS if self.kind == 'vel' else 0.0)
-    ctrl = self.CTRL_COST * float(np.sum(np.square(np.asarray(action) / self._action_scale)))
-    contact = self.CONTACT_COST * float(np.sum(np.square(np.clip(self.data.cfrc_ext, -1.0, 1.0))))
-    reward = forward + self.SURVIVE - ctrl - contact  # rllab pays the survive bonus on every step
-    return reward, {'reward_forward': forward, 'reward_ctrl': -ctrl, 'reward_contact': -contact,
-                    'reward_survive': self.SURVIVE, 'com_x_velocity': self.com_x_velocity()}
+  @classmethod
+  def batch_rewards(cls, kind, task, v, action, obs):
+    """Rewards [B] of B envs from task [B], v_x [B], env actions [B, 8] and float64 obs [B, 125]."""
+    forward = _forward(kind, task, v) + (cls.VEL_BONUS if kind == 'vel' else 0.0)
+    ctrl = cls.CTRL_COST * np.sum(np.square(action / cls.ACTION_BOUND), -1)
+    contact = cls.CONTACT_COST * np.sum(np.square(obs[:, cls.CFRC]), -1)  # obs holds clip(cfrc_ext, -1, 1)
+    return forward + cls.SURVIVE - ctrl - contact  # rllab pays the survive bonus on every step
+
+  @classmethod
+  def batch_terminated(cls, obs):
+    """[B]: the torso height qpos[2] is outside HEALTHY_Z or the state (qpos, qvel) is not finite."""
+    low, high = cls.HEALTHY_Z
+    state = obs[:, :cls.CFRC.start]
+    return ~(np.isfinite(state).all(-1) & (low <= state[:, 2]) & (state[:, 2] <= high))
 
 
 class MujocoTaskEnvs(TaskEnvs):
   """B persistent gymnasium envs (one per slot), stepped in a Python loop; see the module docstring.
 
-  `envs` lists the B active env objects and `infos` their last step's info dicts (None for envs done earlier).
+  `envs` lists the B active env objects and `com_x_velocity` [B] their v_x after the last step (NaN for envs
+  done earlier). The loop only advances the physics and reads the observations; rewards and terminations are
+  computed for all B envs at once (`batch_rewards`, `batch_terminated`), the same formulas as env.step.
   """
   # name -> (robot, kind, hi): tasks come from u ~ U[0, hi] (v_goal = u, or d = -1 if u < hi / 2 else +1)
   FAMILIES = {'cheetah_vel': ('cheetah', 'vel', 2.0), 'cheetah_dir': ('cheetah', 'dir', 2.0),
@@ -453,7 +483,7 @@ class MujocoTaskEnvs(TaskEnvs):
     self._low = probe.action_space.low.astype(np.float64)
     self._high = probe.action_space.high.astype(np.float64)
     self.env_tasks = np.zeros((0, 1))
-    self.infos = []
+    self.com_x_velocity = np.zeros(0)
     self._obs = self._done = None
 
   @property
@@ -489,7 +519,7 @@ class MujocoTaskEnvs(TaskEnvs):
     if self.oracle:
       obs[:, -1] = self.env_tasks[:, 0]
     self._obs, self._done = obs, np.zeros(b, bool)
-    self.infos = [None] * b
+    self.com_x_velocity = np.full(b, np.nan)
     return obs.copy()
 
   def step(self, actions):
@@ -499,18 +529,20 @@ class MujocoTaskEnvs(TaskEnvs):
     if actions.shape != (self.batch_size, self.act_dim):
       raise ValueError(f'actions must be [{self.batch_size}, {self.act_dim}], got {actions.shape}')
     a_env = policy_to_env_action(actions, self._low, self._high)
-    reward = np.zeros(self.batch_size, np.float32)
+    live = ~self._done
     n = self.obs_dim - self.oracle
-    for i, env in enumerate(self.envs):
-      if self._done[i]:
-        self.infos[i] = None
-        continue
-      o, r, terminated, _, info = env.step(a_env[i])
-      self._obs[i, :n] = o
-      reward[i] = r
-      self._done[i] = terminated
-      self.infos[i] = info
-    return self._obs.copy(), reward, self._done.copy()
+    raw = np.zeros((self.batch_size, n))  # float64, as the reward terms are computed in
+    v = np.full(self.batch_size, np.nan)
+    for i in np.flatnonzero(live):
+      env = self._pool[i]
+      env.advance(a_env[i])
+      raw[i] = env._get_obs()
+      v[i] = env.com_x_velocity()
+    reward = np.where(live, self._cls.batch_rewards(self.kind, self.env_tasks[:, 0], v, a_env, raw), 0.0)
+    self._obs[live, :n] = raw[live]
+    self._done |= live & self._cls.batch_terminated(raw)
+    self.com_x_velocity = v
+    return self._obs.copy(), reward.astype(np.float32), self._done.copy()
 
 
 def make_env(name: str, oracle: bool = False) -> TaskEnvs:

@@ -205,10 +205,10 @@ def test_mujoco_reward_equals_the_formula_recomputed_from_the_state(name):
     _, reward, done = env.step(actions)
     a = np.clip(actions, -1, 1)  # a_env / bound
     for i, sim in enumerate(env.envs):
-      if env.infos[i] is None:
+      if np.isnan(env.com_x_velocity[i]):
         continue
       v = com_x_velocity_from_jacobian(sim)
-      assert env.infos[i]['com_x_velocity'] == pytest.approx(v, rel=1e-9, abs=1e-9)
+      assert env.com_x_velocity[i] == pytest.approx(v, rel=1e-9, abs=1e-9)
       goal = env.env_tasks[i, 0]
       forward = -abs(v - goal) if name.endswith('_vel') else goal * v
       if ant:
@@ -222,6 +222,30 @@ def test_mujoco_reward_equals_the_formula_recomputed_from_the_state(name):
 
 
 @needs_mujoco
+@pytest.mark.parametrize('name', MUJOCO_NAMES)
+def test_batched_step_equals_gymnasium_env_step(name):
+  """The batched path (physics in a loop, rewards for all envs at once) against each env's own step()."""
+  tasks = np.array([[0.3], [1.9]]) if name.endswith('_vel') else np.array([[-1.0], [1.0]])
+  batched, _ = ready(name, tasks, 2, seed=4)
+  single, _ = ready(name, tasks, 2, seed=4)
+  rng = np.random.default_rng(8)
+  done = np.zeros(4, bool)
+  for _ in range(12):
+    actions = rng.normal(size=(4, batched.act_dim)) * 1.5
+    was_done = done
+    obs, reward, done = batched.step(actions)
+    a_env = rl_envs.policy_to_env_action(actions, single._low, single._high)
+    for i, env in enumerate(single.envs):
+      if was_done[i]:  # frozen in the batch (checked elsewhere); gymnasium would step on
+        continue
+      o, r, terminated, truncated, info = env.step(a_env[i])
+      np.testing.assert_allclose(obs[i], o, rtol=1e-6, atol=1e-6)
+      assert reward[i] == pytest.approx(r, rel=1e-6, abs=1e-6)
+      assert (done[i], truncated) == (terminated, False)
+      assert batched.com_x_velocity[i] == info['com_x_velocity']
+
+
+@needs_mujoco
 def test_cheetah_observation_layout_and_com_velocity():
   env, obs = ready('cheetah_vel', [[1.0]], 1, seed=2)
   sim = env.envs[0]
@@ -231,7 +255,7 @@ def test_cheetah_observation_layout_and_com_velocity():
   np.testing.assert_allclose(obs[0], np.concatenate([d.qpos[1:], d.qvel, d.subtree_com[1]]), rtol=1e-6, atol=1e-6)
   # the COM velocity that the reward uses is close to the COM's finite difference over one step
   fd = (obs[0, -3] - com0[0]) / 0.01
-  assert env.infos[0]['com_x_velocity'] == pytest.approx(fd, abs=0.05 + 0.05 * abs(fd))
+  assert env.com_x_velocity[0] == pytest.approx(fd, abs=0.05 + 0.05 * abs(fd))
 
 
 @needs_mujoco
@@ -301,13 +325,13 @@ def test_ant_terminates_when_the_torso_leaves_the_height_range():
   obs, reward, done = env.step(np.zeros((3, 8)))
   np.testing.assert_array_equal(done, [False, True, True])
   assert obs[1, 2] > 1.0 and obs[2, 2] < 0.2
-  assert reward[1] == pytest.approx(env.infos[1]['com_x_velocity'] + 0.05, abs=1e-4)  # still paid, as rllab
+  assert reward[1] == pytest.approx(env.com_x_velocity[1] + 0.05, abs=1e-4)  # still paid, as rllab
   frozen = obs.copy()
   obs, reward, done = env.step(np.ones((3, 8)))
   np.testing.assert_array_equal(done, [False, True, True])
   np.testing.assert_array_equal(reward[1:], 0)
   np.testing.assert_array_equal(obs[1:], frozen[1:])
-  assert env.infos[1] is None and env.infos[0] is not None
+  assert np.isnan(env.com_x_velocity[1]) and np.isfinite(env.com_x_velocity[0])
   assert not np.array_equal(obs[0], frozen[0])
   env.reset(0)  # a reset revives them
   assert not env.step(np.zeros((3, 8)))[2].any()

@@ -88,6 +88,8 @@ flags.DEFINE_enum('distribute', None, list(experiments.DISTRIBUTE),
                   'Split each meta-batch over the GPUs of this machine (mirrored) or over machines '
                   'named by TF_CONFIG (multi_worker); the updates equal those of one device.')
 flags.DEFINE_integer('val_every', None, 'Iterations between meta-validations (0: never).')
+flags.DEFINE_integer('num_val_tasks', None, 'Tasks per meta-validation (a run keeps one number: its '
+                     'curve compares checkpoints on the same tasks).')
 # Logging and checkpoints.
 flags.DEFINE_bool('log', True, 'Write TensorBoard summaries.')
 flags.DEFINE_string('logdir', 'logs', 'Directory that holds the run directories.')
@@ -122,8 +124,8 @@ TRAIN_FIELDS = ('num_classes', 'baseline', 'pretrain_iterations', 'meta_batch_si
                 'cosine_scale', 'metatrain_iterations')
 RUNTIME_FLAGS = ('checkpoint_every', 'print_every', 'jit_compile', 'test_num_updates',
                  'num_test_tasks', 'test_query_size', 'data_dir', 'task_parallelism', 'val_every',
-                 'steps_per_call', 'task_chunk', 'distribute', 'intra_op_threads', 'transductive',
-                 'test_inner_batch_size', 'nn_distance')
+                 'num_val_tasks', 'steps_per_call', 'task_chunk', 'distribute', 'intra_op_threads',
+                 'transductive', 'test_inner_batch_size', 'nn_distance')
 
 
 def _training_overrides(test_mode: bool) -> dict:

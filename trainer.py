@@ -404,7 +404,9 @@ class _Validator:
 
   Every cfg.val_every iterations: the metric at cfg.report_step on a fixed set of cfg.num_val_tasks
   validation tasks. The best model is checkpointed to <run>/best/ and the curve kept in
-  <run>/validation.json, which also lets a resumed run know the best so far.
+  <run>/validation.json, which also lets a resumed run know the best so far. Values measured on
+  another set of tasks are not comparable, so a resumed run whose validation protocol differs from
+  the file's raises RunError instead of mixing two curves.
   """
 
   def __init__(self, setup: Setup, ckpt: tf.train.Checkpoint, run_dir: str, writer):
@@ -420,7 +422,21 @@ class _Validator:
     self.chunks = list(data_generator.task_chunks(sampler, cfg.num_val_tasks, k * cfg.num_classes,
                                                   q, cfg.eval_chunk))
     self.eval_fn = setup.learner.make_eval_step(cfg.report_step)
-    self.curve = utils.read_json(self.path)['curve'] if os.path.exists(self.path) else {}
+    self.protocol = {'num_tasks': cfg.num_val_tasks, 'shots': k, 'query_size': q // cfg.num_classes,
+                     'eval_seed': cfg.eval_seed, 'step': cfg.report_step}
+    self.curve = {}
+    if os.path.exists(self.path):
+      saved = utils.read_json(self.path)
+      # files written before the protocol was recorded in full hold num_tasks and step only
+      differ = {f: (saved[f], v) for f, v in self.protocol.items() if f in saved and saved[f] != v}
+      if differ:
+        raise RunError(
+            f'{self.path} holds a validation curve measured with '
+            f'{", ".join(f"{f}={a}" for f, (a, _) in differ.items())}; this run validates with '
+            f'{", ".join(f"{f}={b}" for f, (_, b) in differ.items())}. Values on different tasks '
+            'cannot be compared to pick the best model: resume with the earlier setting (e.g. '
+            '--num_val_tasks), or move validation.json and best/ aside to start a new curve.')
+      self.curve = saved['curve']
 
   def better(self, a: float, b: float) -> bool:
     return a > b if self.cfg.metric == 'accuracy' else a < b
@@ -435,8 +451,7 @@ class _Validator:
     if best is None or self.better(value, best):
       self.manager.save(checkpoint_number=iteration)
       best = value
-    utils.write_json(self.path, {'metric': cfg.metric, 'step': cfg.report_step,
-                                 'num_tasks': cfg.num_val_tasks, 'curve': self.curve})
+    utils.write_json(self.path, {'metric': cfg.metric, **self.protocol, 'curve': self.curve})
     if self.writer is not None:
       with self.writer.as_default(step=iteration):
         tf.summary.scalar(f'val/{cfg.metric}_step{cfg.report_step}', value)

@@ -39,7 +39,7 @@ rows_of() {  # a Python expression over the experiments module -> its rows, one 
 # quick_train_flags to shorten its rows differently.
 QUICK_EVAL=(--num_test_tasks=10)
 quick_train_flags() {  # row -> flags
-  echo --metatrain_iterations=20 --val_every=10 --print_every=10 --checkpoint_every=10
+  echo --metatrain_iterations=20 --val_every=10 --num_val_tasks=10 --print_every=10 --checkpoint_every=10
 }
 
 run_rows() {

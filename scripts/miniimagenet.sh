@@ -30,7 +30,7 @@ rows_baselines=(miniimagenet_5way_1shot_finetune miniimagenet_5way_5shot_finetun
 quick_train_flags() {  # the baselines train a classifier, the others meta-train
   case "$1" in
     *_finetune|*_nearest_neighbor) echo --pretrain_iterations=20 --print_every=10 --checkpoint_every=10 ;;
-    *) echo --metatrain_iterations=20 --val_every=10 --print_every=10 --checkpoint_every=10 ;;
+    *) echo --metatrain_iterations=20 --val_every=10 --num_val_tasks=10 --print_every=10 --checkpoint_every=10 ;;
   esac
 }
 run_rows "${rows[@]}"

@@ -243,6 +243,20 @@ def test_validation_keeps_the_best_checkpoint_and_test_mode_uses_it(tmp_path):
   assert int(latest.iteration) == 60
 
 
+def test_resuming_with_another_validation_set_is_refused(tmp_path):
+  """Validation values on other tasks cannot pick the best checkpoint: a changed set is an error."""
+  cfg = experiments.get('sinusoid_maml').replace(
+      metatrain_iterations=20, val_every=10, num_val_tasks=10, checkpoint_every=10, print_every=10,
+      jit_compile=False)
+  trainer.train(cfg, str(tmp_path))
+  saved = json.loads((tmp_path / 'validation.json').read_text())
+  assert (saved['num_tasks'], saved['eval_seed'], sorted(saved['curve'])) == (10, 1, ['10', '20'])
+  with pytest.raises(trainer.RunError, match='num_tasks=10.*num_tasks=12'):
+    trainer.train(cfg.replace(metatrain_iterations=30, num_val_tasks=12), str(tmp_path))
+  trainer.train(cfg.replace(metatrain_iterations=30), str(tmp_path))  # the same set: one curve
+  assert sorted(json.loads((tmp_path / 'validation.json').read_text())['curve']) == ['10', '20', '30']
+
+
 def test_intra_op_threads_reaches_tensorflow(tmp_path):
   """The sinusoid rows run one thread per op (a speed setting of the row); a flag overrides it."""
   proc = run_main('--experiment=sinusoid_maml', '--benchmark', '--benchmark_iterations=100',

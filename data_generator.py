@@ -12,7 +12,7 @@ MiniImagenet, a tf.data pipeline over images held in memory; see image_datasets.
 from __future__ import annotations
 
 import json
-from typing import Iterator, NamedTuple
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -313,3 +313,16 @@ def task_chunks(sampler, num_tasks: int, k_support: int, k_query: int,
   episode = sample_tasks(sampler, num_tasks, k_support, k_query)
   for start in range(0, num_tasks, chunk):
     yield Episode(*(a[start:start + chunk] for a in episode))
+
+
+def fixed_task_chunks(sampler, num_tasks: int, k_support: int, k_query: int,
+                      chunk: int) -> Callable[[], Iterable[Episode]]:
+  """A function that gives the same tasks as `task_chunks` at every call (meta-validation).
+
+  Image tasks are rebuilt from their indices at each call, so the 600 validation tasks of a
+  MiniImagenet row never sit in memory for the whole run; the other samplers draw theirs once.
+  """
+  if isinstance(sampler, ImageTasks):
+    return lambda: task_chunks(sampler, num_tasks, k_support, k_query, chunk)
+  chunks = list(task_chunks(sampler, num_tasks, k_support, k_query, chunk))
+  return lambda: chunks

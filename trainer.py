@@ -418,9 +418,8 @@ class _Validator:
     k = cfg.val_shots
     sampler = data_generator.make_sampler(cfg, 'val', k)
     q = (cfg.test_query_size or k) * cfg.num_classes
-    # Drawn once: the same validation tasks at every validation.
-    self.chunks = list(data_generator.task_chunks(sampler, cfg.num_val_tasks, k * cfg.num_classes,
-                                                  q, cfg.eval_chunk))
+    self.tasks = data_generator.fixed_task_chunks(sampler, cfg.num_val_tasks, k * cfg.num_classes,
+                                                  q, cfg.eval_chunk)  # the same at every validation
     self.eval_fn = setup.learner.make_eval_step(cfg.report_step)
     self.protocol = {'num_tasks': cfg.num_val_tasks, 'shots': k, 'query_size': q // cfg.num_classes,
                      'eval_seed': cfg.eval_seed, 'step': cfg.report_step}
@@ -443,7 +442,7 @@ class _Validator:
 
   def validate(self, iteration: int) -> float:
     cfg = self.cfg
-    metric = _run_tasks(self.eval_fn, self.chunks, cfg.update_lr)['metric']
+    metric = _run_tasks(self.eval_fn, self.tasks(), cfg.update_lr)['metric']
     value = float(metric[cfg.report_step].mean())
     best = max(self.curve.values(), default=None) if cfg.metric == 'accuracy' else min(
         self.curve.values(), default=None)

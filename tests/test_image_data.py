@@ -167,6 +167,21 @@ def test_determinism_and_task_i_independent_of_batching(omniglot):
   assert not np.array_equal(other.support_x, stream_a[0].support_x)
 
 
+def test_fixed_task_chunks_give_the_same_tasks_at_every_call(omniglot):
+  """Meta-validation's tasks: image tasks rebuilt from their indices, sinusoid tasks drawn once."""
+  sampler = _tasks(omniglot['val'], t=2, seed=(1, 1))
+  tasks = data_generator.fixed_task_chunks(sampler, 7, 5, 5, chunk=3)
+  first, again = list(tasks()), list(tasks())
+  assert [len(c.support_x) for c in first] == [3, 3, 1]
+  for a, b in zip(first, again):
+    _assert_episodes_equal(a, b)
+  _assert_episodes_equal([np.concatenate([np.asarray(c[f]) for c in first]) for f in range(5)],
+                         sampler.tasks(0, 7))
+  sine = data_generator.fixed_task_chunks(data_generator.SinusoidTasks(0), 5, 10, 10, chunk=2)
+  for a, b in zip(sine(), sine()):
+    _assert_episodes_equal(a, b)
+
+
 def test_sample_refuses_other_sizes(omniglot):
   sampler = _tasks(omniglot['val'], n=5, k=1, q=1, t=4)
   with pytest.raises(ValueError, match='built for meta-batch 4'):

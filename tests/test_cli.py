@@ -243,6 +243,18 @@ def test_validation_keeps_the_best_checkpoint_and_test_mode_uses_it(tmp_path):
   assert int(latest.iteration) == 60
 
 
+def test_a_validating_row_without_a_best_checkpoint_is_not_evaluated_silently(tmp_path):
+  """No fallback to the latest checkpoint where the best-validated one is missing."""
+  cfg = experiments.get('sinusoid_maml').replace(
+      metatrain_iterations=10, val_every=0, checkpoint_every=10, print_every=10, jit_compile=False)
+  trainer.train(cfg, str(tmp_path))
+  with pytest.raises(trainer.RunError, match='no best-validated checkpoint.*--test_iter=-2'):
+    trainer.restore_for_eval(cfg.replace(val_every=500), str(tmp_path))
+  setup, path = trainer.restore_for_eval(cfg.replace(val_every=500), str(tmp_path), test_iter=-2)
+  assert int(setup.iteration) == 10 and path.endswith('ckpt-10')
+  assert trainer.restore_for_eval(cfg, str(tmp_path))[1] == path  # a row without validation
+
+
 def test_resuming_with_another_validation_set_is_refused(tmp_path):
   """Validation values on other tasks cannot pick the best checkpoint: a changed set is an error."""
   cfg = experiments.get('sinusoid_maml').replace(

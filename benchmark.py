@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import platform
 import resource
 import statistics
 import sys
@@ -94,13 +95,25 @@ def _context(cfg: Config, objective: str) -> dict:
       'query_size': cfg.train_query_size * cfg.num_classes,
       'tensorflow': tf.__version__, 'keras': keras.__version__,
       'devices': [d.name for d in tf.config.list_physical_devices()],
-      'cpu_count': os.cpu_count(),
+      'cpu_count': os.cpu_count(), 'cpu_model': _cpu_model(),
+      # TensorFlow reads it at import: main.py sets '1' unless the caller set it.
+      'onednn_opts': os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset (TF default)'),
       # 0 means TensorFlow picks (by default: all cores).
       'intra_op_threads': tf.config.threading.get_intra_op_parallelism_threads(),
       'inter_op_threads': tf.config.threading.get_inter_op_parallelism_threads(),
       'commit': utils.git_commit(),
       'timestamp': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
   }
+
+
+def _cpu_model() -> str:
+  """The CPU's model name from /proc/cpuinfo (Linux), else platform.processor()."""
+  if os.path.exists('/proc/cpuinfo'):
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  return platform.processor() or 'unknown'
 
 
 def _gpu_peak_mb() -> dict[str, float]:
@@ -134,7 +147,8 @@ def _summary(r: dict) -> str:
   ]
   for device, peak in r['gpu_peak_mb'].items():
     lines.append(f'  peak {device} memory     {peak:.0f} MB')
-  lines.append(f'  tensorflow {r["tensorflow"]}, keras {r["keras"]}, {r["cpu_count"]} cpus, intra/inter '
+  lines.append(f'  tensorflow {r["tensorflow"]}, keras {r["keras"]}, {r["cpu_count"]} cpus '
+               f'({r.get("cpu_model", "?")}, TF_ENABLE_ONEDNN_OPTS {r.get("onednn_opts", "?")}), intra/inter '
                f'op threads {r["intra_op_threads"]}/{r["inter_op_threads"]} (0 = TF default), '
                f'devices {", ".join(r["devices"])}')
   lines.append(f'  commit {r["commit"]} at {r["timestamp"]}')

@@ -181,6 +181,9 @@ class Config:
       bad('nn_distance', "is not one of ('cosine', 'euclidean')")
     if self.task_parallelism not in TASK_PARALLELISM:
       bad('task_parallelism', f'is not one of {TASK_PARALLELISM}')
+    if self.task_parallelism == 'vectorized_map' and self.datasource != 'sinusoid' and self.conv:
+      bad('task_parallelism', "'vectorized_map' cannot map a convolution whose filter differs per "
+          "task (TensorFlow's pfor); use 'batched' or 'map_fn' for conv rows")
     if self.metric not in METRICS:
       bad('metric', f'is not one of {METRICS}')
     if self.baseline == 'oracle' and self.datasource != 'sinusoid':

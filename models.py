@@ -217,9 +217,9 @@ def _check_grouped_conv_gradients() -> None:
     grads(tf.ones([1, 3, 3, 4]), tf.ones([3, 3, 2, 4]))  # 2 groups
   except tf.errors.InvalidArgumentError:
     raise ConfigError('task_parallelism=batched needs gradients of grouped convolutions, which '
-                      'this TensorFlow lacks on this device (a CPU build without oneDNN, or '
-                      'TF_ENABLE_ONEDNN_OPTS=0); use --task_parallelism=map_fn (the same results, '
-                      'slower)') from None
+                      'this TensorFlow lacks on this device (a CPU build without oneDNN, or oneDNN '
+                      'off: TF_ENABLE_ONEDNN_OPTS=1, which main.py sets unless it is set, turns it '
+                      'on); or use --task_parallelism=map_fn (the same results, slower)') from None
 
 
 def task_batched_forward(model: keras.Model):

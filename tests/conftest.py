@@ -7,6 +7,7 @@ import sys
 import pytest
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')  # as main.py: batched image rows on AVX2 CPUs
 if 'PYTEST_XDIST_WORKER' in os.environ:
   # pytest.ini runs two test processes (pytest-xdist; CI has two cores): one TensorFlow op
   # thread each, inherited by the main.py processes tests start, so they never oversubscribe.

@@ -64,6 +64,13 @@ def test_bad_values_raise_one_clear_error(changes, match):
     experiments.get('sinusoid_maml').replace(**changes)
 
 
+def test_vectorized_map_is_refused_for_conv_rows_only():
+  """pfor cannot map a per-task conv filter: a conv row asking for it would die in tracing."""
+  with pytest.raises(ConfigError, match="'vectorized_map' cannot map a convolution"):
+    experiments.get('omniglot_5way_1shot').replace(task_parallelism='vectorized_map')
+  assert experiments.get('omniglot_5way_1shot_noconv').task_parallelism == 'vectorized_map'
+
+
 def test_unknown_experiment_lists_the_rows():
   with pytest.raises(ConfigError, match='sinusoid_maml'):
     experiments.get('sinusoid')

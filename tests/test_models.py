@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import platform
 import subprocess
 import sys
 
@@ -192,6 +193,21 @@ def test_batched_without_grouped_conv_gradients_is_one_clear_error():
                         cwd=pathlib.Path(__file__).resolve().parents[1], timeout=120)
   assert proc.returncode != 0 and 'ConfigError: task_parallelism=batched needs gradients' in proc.stderr
   assert '--task_parallelism=map_fn' in proc.stderr
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ('x86_64', 'amd64'),
+                    reason="TensorFlow's oneDNN CPU kernels are checked on x86 only")
+def test_main_turns_on_the_onednn_kernels_the_batched_rows_need():
+  """TensorFlow enables oneDNN by default only on AVX-512 VNNI CPUs; on an AVX2 one (AMD EPYC) the
+  batched image rows failed until main.py set TF_ENABLE_ONEDNN_OPTS=1 before importing TensorFlow."""
+  code = ('import os, main, models\n'
+          'models._check_grouped_conv_gradients()\n'
+          'print(os.environ["TF_ENABLE_ONEDNN_OPTS"])')
+  env = {k: v for k, v in os.environ.items() if k != 'TF_ENABLE_ONEDNN_OPTS'}
+  proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env,
+                        cwd=pathlib.Path(__file__).resolve().parents[1], timeout=120)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.strip() == '1'
 
 
 def test_anil_adapts_only_the_head():

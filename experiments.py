@@ -772,6 +772,12 @@ _NAV_CHOICES = (
     'the model evaluated is the one with the best average training return (post-update for MAML), '
     'as the paper; --test_iter=-2 evaluates the last')
 _LOCO_CHOICES = _NAV_CHOICES[3:]
+# The published cheetah curves come from the ICML checkpoints that test_maml_cheetah*.py load, whose
+# settings differ from the launcher's defaults (cluster_maml_trpo_cheetah.py: fast batch 20, delta 0.01).
+_CHEETAH_VEL_CHOICE = ('fast batch 10 trajectories per task, the ICML checkpoint\'s '
+                       '(maml1_fbs10_mbs40_flr_0.1_mlr0.01/itr_475.pkl), not the launcher\'s 20')
+_CHEETAH_DIR_CHOICE = ('delta = 0.02, the ICML checkpoint\'s (maml1_fbs20_mbs40_flr_0.1_mlr0.02/'
+                       'itr_100.pkl), not the launcher\'s 0.01 (--max_kl=0.01 trains that one)')
 _PRETRAINED_GRID = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 
 RL_EXPERIMENTS: dict[str, RLConfig] = {c.name: c for c in (
@@ -783,13 +789,15 @@ RL_EXPERIMENTS: dict[str, RLConfig] = {c.name: c for c in (
              random=dict(iterations=0, published=(-82.7, -58.0, -53.8, -46.8)),
              oracle=dict(test_steps=0, published=(-2.3,)))
     + _rl_rows('cheetah_vel', choices=_LOCO_CHOICES,
-               maml=dict(published=(-129.5, -78.6, -66.6, -60.8)),
+               maml=dict(per_task=10, choices=(_CHEETAH_VEL_CHOICE,) + _LOCO_CHOICES,
+                         published=(-129.5, -78.6, -66.6, -60.8)),
                pretrained=dict(test_lr=0.02, test_lr_grid=_PRETRAINED_GRID,
                                published=(-158.0, -135.4, -128.5, -133.6)),
                random=dict(iterations=0, published=(-254.8, -254.3, -246.8, -230.8)),
                oracle=dict(test_steps=0, published=(-54.5,)))
     + _rl_rows('cheetah_dir', choices=_LOCO_CHOICES,
-               maml=dict(published=(-50.7, 293.2, 313.5, 315.7)),
+               maml=dict(max_kl=0.02, choices=(_CHEETAH_DIR_CHOICE,) + _LOCO_CHOICES,
+                         published=(-50.7, 293.2, 313.5, 315.7)),
                pretrained=dict(test_lr=0.2, test_lr_grid=_PRETRAINED_GRID,
                                published=(-43.0, -24.8, -12.9, 19.6)),
                random=dict(iterations=0, test_lr=0.5, published=(-35.7, 21.8, 62.3, 86.2)),

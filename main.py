@@ -92,6 +92,7 @@ flags.DEFINE_enum('distribute', None, list(experiments.DISTRIBUTE),
                   'Split each meta-batch over the GPUs of this machine (mirrored) or over machines '
                   'named by TF_CONFIG (multi_worker); the updates equal those of one device.')
 flags.DEFINE_integer('val_every', None, 'Iterations between meta-validations (0: never).')
+flags.DEFINE_float('max_kl', None, 'RL rows: delta, the largest mean KL of a TRPO meta-update.')
 flags.DEFINE_integer('num_val_tasks', None, 'Tasks per meta-validation (a run keeps one number: its '
                      'curve compares checkpoints on the same tasks).')
 # Logging and checkpoints.
@@ -157,6 +158,8 @@ def resolve(test_mode: bool, name: str | None = None):
   """(config, run_dir) of row `name` (default: the flags') with the flags' overrides."""
   name = name or FLAGS.experiment or experiments.default_experiment(FLAGS.datasource or 'sinusoid')
   row = experiments.get(name)
+  if FLAGS.max_kl is not None:
+    raise ConfigError(f'--max_kl is the TRPO step of the RL rows; {name} trains with Adam (--meta_lr)')
   if FLAGS.datasource and FLAGS.datasource != row.datasource:
     raise ConfigError(f'--datasource={FLAGS.datasource} contradicts --experiment={name} '
                       f'({row.datasource})')
@@ -166,19 +169,26 @@ def resolve(test_mode: bool, name: str | None = None):
   return cfg, os.path.join(FLAGS.logdir, _run_name(name, overrides))
 
 
+def resolve_rl():
+  """(config, run_dir) of the flags' RL row with the flags' overrides."""
+  cfg = experiments.get_rl(FLAGS.experiment)
+  overrides = {'iterations': FLAGS.metatrain_iterations, 'seed': FLAGS.seed,
+               'meta_batch_size': FLAGS.meta_batch_size, 'checkpoint_every': FLAGS.checkpoint_every,
+               'print_every': FLAGS.print_every, 'test_tasks': FLAGS.num_test_tasks,
+               'max_kl': FLAGS.max_kl}
+  overrides = {k: v for k, v in overrides.items() if v is not None}
+  cfg = cfg.replace(**overrides)
+  run_dir = os.path.join(FLAGS.logdir, '.'.join(
+      [cfg.name] + [f'{k}{v}' for k, v in overrides.items() if k not in cfg.RUNTIME_FIELDS]))
+  return cfg, run_dir
+
+
 def _run_rl(test_mode: bool) -> int:
   """An RL row (paper Fig. 5): train it, or evaluate it after 0..3 gradient steps."""
   import rl_trainer
   if FLAGS.benchmark:
     raise ConfigError('--benchmark times the supervised rows; an RL run logs its s/iteration')
-  cfg = experiments.get_rl(FLAGS.experiment)
-  overrides = {'iterations': FLAGS.metatrain_iterations, 'seed': FLAGS.seed,
-               'meta_batch_size': FLAGS.meta_batch_size, 'checkpoint_every': FLAGS.checkpoint_every,
-               'print_every': FLAGS.print_every, 'test_tasks': FLAGS.num_test_tasks}
-  overrides = {k: v for k, v in overrides.items() if v is not None}
-  cfg = cfg.replace(**overrides)
-  run_dir = os.path.join(FLAGS.logdir, '.'.join(
-      [cfg.name] + [f'{k}{v}' for k, v in overrides.items() if k not in cfg.RUNTIME_FIELDS]))
+  cfg, run_dir = resolve_rl()
   if test_mode:
     rl_trainer.evaluate_rl(cfg, run_dir, test_iter=FLAGS.test_iter)
   elif cfg.iterations:

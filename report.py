@@ -406,7 +406,7 @@ def experiments_table() -> str:
                  f'{cfg.update_batch_size} ({shots}) | {alpha} | '
                  f'{steps} | {cfg.meta_batch_size} | {cfg.meta_lr:g} | {iterations} | '
                  f'{"yes" if cfg.stop_grad else "no"} | {published} |')
-  header = ('RL row', 'alpha (inner)', 'meta-batch', 'trajectories per task', 'TRPO iterations',
+  header = ('RL row', 'alpha (inner)', 'meta-batch', 'trajectories per task', 'TRPO delta', 'TRPO iterations',
             'test: tasks x trajectories, step sizes', 'published return after 0..3 steps')
   lines += ['', '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   for cfg in experiments.RL_EXPERIMENTS.values():
@@ -415,7 +415,8 @@ def experiments_table() -> str:
     first = (f'tuned from {", ".join(f"{lr:g}" for lr in cfg.test_lr_grid)}' if cfg.test_lr_grid
              else f'{cfg.test_lr:g}{later}')
     test = f'{cfg.test_tasks} x {cfg.test_per_task}, ' + (first if cfg.test_steps else 'no step')
-    lines.append(f'| `{cfg.name}` | {alpha} | {cfg.meta_batch_size} | {cfg.per_task} | '
+    trpo = f'{cfg.max_kl:g}' if cfg.iterations else '—'
+    lines.append(f'| `{cfg.name}` | {alpha} | {cfg.meta_batch_size} | {cfg.per_task} | {trpo} | '
                  f'{cfg.iterations or "—"} | {test} | '
                  f'{" / ".join(f"{v:g}" for v in cfg.published)} |')
   return '\n'.join(lines) + '\n'

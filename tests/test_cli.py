@@ -341,3 +341,16 @@ def test_classifier_baselines_share_one_trained_classifier(tmp_path, monkeypatch
     assert result['checkpoint'].startswith('../miniimagenet_5way_1shot_finetune/')
     assert [p['shots'] for p in result['published']] == [k]
     assert not list((logdir / row).glob('ckpt-*')), 'a sharing row stores no model of its own'
+
+
+def test_max_kl_names_the_rl_run_it_trains_and_is_refused_for_supervised_rows():
+  from absl.testing import flagsaver
+  import main
+  with flagsaver.flagsaver():
+    main.FLAGS.unparse_flags()
+    main.FLAGS(['main.py', '--experiment=rl_cheetah_dir_maml', '--max_kl=0.01', '--logdir=L'])
+    cfg, run_dir = main.resolve_rl()
+    assert cfg.max_kl == 0.01 and run_dir == os.path.join('L', 'rl_cheetah_dir_maml.max_kl0.01')
+    main.FLAGS(['main.py', '--experiment=sinusoid_maml'])
+    with pytest.raises(experiments.ConfigError, match='--max_kl is the TRPO step of the RL rows'):
+      main.resolve(test_mode=False)

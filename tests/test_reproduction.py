@@ -1,4 +1,4 @@
-"""End to end: the sinusoid script in quick mode, and (slow) the paper's numbers at full settings."""
+"""End to end (all `slow`): the scripts in quick mode and the paper's numbers at full settings."""
 
 import json
 import os
@@ -14,7 +14,10 @@ import trainer
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_sinusoid_script_quick_mode(tmp_path):
+  """The sinusoid script end to end (2 minutes: nine TensorFlow processes); the default run checks
+  every script's calls in seconds (test_scripts.py)."""
   env = dict(os.environ, PYTHON=sys.executable, TF_CPP_MIN_LOG_LEVEL='3')
   proc = subprocess.run(['bash', str(ROOT / 'scripts' / 'sinusoid.sh'), '--quick',
                          f'--logdir={tmp_path}'], capture_output=True, text=True, env=env,

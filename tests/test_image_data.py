@@ -24,6 +24,8 @@ import experiments
 import image_datasets
 from image_datasets import DataError
 
+# One test process takes every real-data test (test_image_rows.py too), so Omniglot is prepared once.
+pytestmark = pytest.mark.xdist_group('real_data')
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get('MAML_SHARED_DATA') or ROOT.parent / 'shared' / 'data')
 OMNIGLOT = SHARED / 'omniglot'

@@ -13,6 +13,8 @@ import pytest
 import experiments
 import trainer
 
+# One test process takes every real-data test (test_image_data.py too), so Omniglot is prepared once.
+pytestmark = pytest.mark.xdist_group('real_data')
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get('MAML_SHARED_DATA') or ROOT.parent / 'shared' / 'data')
 DATA = {'omniglot': SHARED / 'omniglot', 'miniimagenet': SHARED / 'miniimagenet'}
@@ -63,13 +65,15 @@ def test_anil_row_trains_and_evaluates(tfds_cache, tmp_path):
   train_and_test('omniglot_20way_1shot_anil', tmp_path, eval_shots=(1,), test_num_updates=5)
 
 
-# The default run keeps the two whose training or evaluation has phases of its own (~25 s each);
-# the others (~20 s each) run with -m slow, beside every row's default settings below.
+# The default run keeps Reptile, whose evaluation has a second mode (~35 s); the others (20-50 s
+# each) run with -m slow, beside every row's default settings below. MAML++'s phases (first-order
+# iterations, multi-step loss epochs) are also trained on fake data in test_variants.py.
 @pytest.mark.parametrize('name,changes', [
     ('omniglot_5way_reptile', dict(test_num_updates=3, report_step=3)),
     pytest.param('omniglot_5way_1shot_meta_sgd', dict(task_chunk=1),  # a task at a time
                  marks=pytest.mark.slow),
-    ('omniglot_5way_1shot_maml_plus_plus', dict(first_order_iterations=2, epoch_iterations=1)),
+    pytest.param('omniglot_5way_1shot_maml_plus_plus',
+                 dict(first_order_iterations=2, epoch_iterations=1), marks=pytest.mark.slow),
     pytest.param('omniglot_5way_1shot_protonet', {}, marks=pytest.mark.slow),
     pytest.param('omniglot_5way_1shot_matching', {}, marks=pytest.mark.slow),  # FCE: test_metric_learning
 ])

@@ -274,6 +274,9 @@ class MamlTrpo:
     self._loss_kl = tf.function(self._loss_kl_fn)
     self._hvp = tf.function(self._hvp_fn)
     self.forward = tf.function(self.learner.forward, reduce_retracing=True)
+    # The trainer adapts once per iteration outside any tf.function: compiled, its vectorized_map
+    # is traced once per run instead of at every call (~0.35 s per HalfCheetah iteration).
+    self.adapted_compiled = tf.function(self.adapted)
 
   def adapted(self, params, support_x, support_y) -> list[tf.Tensor]:
     """theta'_i for every task: [T, ...] per tensor (theta tiled if inner_steps = 0)."""

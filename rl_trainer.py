@@ -59,7 +59,7 @@ def meta_batch(cfg: RLConfig, envs, algo: rl.MamlTrpo, rng: np.random.Generator)
   if cfg.inner_steps == 0:  # the policy's own surrogate on its own samples
     old = pre.outputs.reshape(cfg.meta_batch_size, -1, pre.outputs.shape[-1])
     return rl.MetaData(support_x, support_y, support_x, support_y, tf.constant(old)), pre, None
-  fast = algo.adapted(algo.learner.params(), support_x, support_y)
+  fast = algo.adapted_compiled(algo.learner.params(), support_x, support_y)
   post = rl.rollouts(algo.forward, fast, envs, tasks, cfg.per_task, rng)
   query_x, query_y = (tf.constant(a) for a in rl.support_set(post, cfg.gamma))
   old = post.outputs.reshape(cfg.meta_batch_size, -1, post.outputs.shape[-1])

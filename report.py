@@ -406,8 +406,9 @@ def experiments_table() -> str:
                  f'{cfg.update_batch_size} ({shots}) | {alpha} | '
                  f'{steps} | {cfg.meta_batch_size} | {cfg.meta_lr:g} | {iterations} | '
                  f'{"yes" if cfg.stop_grad else "no"} | {published} |')
-  header = ('RL row', 'alpha (inner)', 'meta-batch', 'trajectories per task', 'TRPO delta', 'TRPO iterations',
-            'test: tasks x trajectories, step sizes', 'published return after 0..3 steps')
+  header = ('RL row', 'alpha (inner)', 'meta-batch', 'trajectories per task', 'TRPO delta',
+            'TRPO iterations', 'test: tasks x trajectories, step sizes',
+            'published return after 0..3 steps')
   lines += ['', '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   for cfg in experiments.RL_EXPERIMENTS.values():
     alpha = f'{cfg.inner_lr:g}' if cfg.method == 'maml' else '—'

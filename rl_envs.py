@@ -398,7 +398,7 @@ class HalfCheetahTask(_RllabMixin, _CheetahBase):
     mujoco.mj_kinematics(self.model, self.data)
     mujoco.mj_comPos(self.model, self.data)
     mujoco.mj_comVel(self.model, self.data)
-    mujoco.mj_subtreeVel(self.model, self.data)
+    self._post_forward()
 
   def _get_obs(self):
     d = self.data

@@ -692,12 +692,13 @@ class RLConfig:
   seed: int = 0
   checkpoint_every: int = 10
   print_every: int = 1
+  env_workers: int = 0                # processes stepping the MuJoCo envs (speed only; 0: one per core, <= 8)
   # Provenance: published average return after 0..test_steps gradient steps.
   published: tuple[float, ...] = ()
   source: str = _FIG5
   choices: tuple[str, ...] = ()
 
-  RUNTIME_FIELDS = ('iterations', 'checkpoint_every', 'print_every', 'test_tasks', 'test_per_task',
+  RUNTIME_FIELDS = ('iterations', 'checkpoint_every', 'print_every', 'env_workers', 'test_tasks', 'test_per_task',
                     'test_steps', 'test_lr', 'test_later_lr_factor', 'test_seed', 'test_lr_grid',
                     'tune_tasks', 'tune_seed')
 
@@ -727,6 +728,8 @@ class RLConfig:
                   'test_per_task', 'checkpoint_every', 'print_every'):
       if getattr(self, field) < 1:
         bad(field, 'must be at least 1')
+    if self.env_workers < 0:
+      bad('env_workers', 'must not be negative (0: one per core)')
     for field in ('iterations', 'test_steps'):
       if getattr(self, field) < 0:
         bad(field, 'must not be negative')

@@ -33,6 +33,7 @@ import experiments
 from experiments import ConfigError
 
 FLAGS = flags.FLAGS
+_PREDEFINED = frozenset(FLAGS)  # absl's own flags; the ones below are this module's
 
 # What to run.
 flags.DEFINE_string('experiment', None, f'Row of the experiments table: {", ".join(experiments.EXPERIMENTS)}. '
@@ -93,6 +94,8 @@ flags.DEFINE_enum('distribute', None, list(experiments.DISTRIBUTE),
                   'named by TF_CONFIG (multi_worker); the updates equal those of one device.')
 flags.DEFINE_integer('val_every', None, 'Iterations between meta-validations (0: never).')
 flags.DEFINE_float('max_kl', None, 'RL rows: delta, the largest mean KL of a TRPO meta-update.')
+flags.DEFINE_integer('env_workers', None, 'RL rows: processes that step the MuJoCo envs (speed only: '
+                     'the same trajectories with any number; 0: one per core, at most 8).')
 flags.DEFINE_integer('num_val_tasks', None, 'Tasks per meta-validation (a run keeps one number: its '
                      'curve compares checkpoints on the same tasks).')
 # Logging and checkpoints.
@@ -132,6 +135,13 @@ RUNTIME_FLAGS = ('checkpoint_every', 'print_every', 'jit_compile', 'test_num_upd
                  'num_val_tasks', 'steps_per_call', 'task_chunk', 'distribute', 'intra_op_threads',
                  'transductive', 'test_inner_batch_size', 'nn_distance')
 
+# The flags an RL row reads (resolve_rl, _run_rl); it refuses the others of this module.
+RL_FLAGS = ('experiment', 'train', 'test_set', 'logdir', 'resume', 'test_iter', 'metatrain_iterations',
+            'seed', 'meta_batch_size', 'checkpoint_every', 'print_every', 'num_test_tasks', 'max_kl',
+            'env_workers')
+RL_ONLY_FLAGS = ('max_kl', 'env_workers')
+MAIN_FLAGS = tuple(f for f in FLAGS if f not in _PREDEFINED)
+
 
 def _training_overrides(test_mode: bool) -> dict:
   """Flag values that override the row's training fields."""
@@ -158,8 +168,9 @@ def resolve(test_mode: bool, name: str | None = None):
   """(config, run_dir) of row `name` (default: the flags') with the flags' overrides."""
   name = name or FLAGS.experiment or experiments.default_experiment(FLAGS.datasource or 'sinusoid')
   row = experiments.get(name)
-  if FLAGS.max_kl is not None:
-    raise ConfigError(f'--max_kl is the TRPO step of the RL rows; {name} trains with Adam (--meta_lr)')
+  for flag in RL_ONLY_FLAGS:
+    if FLAGS[flag].value is not None:
+      raise ConfigError(f'--{flag} applies to the RL rows only; {name} is not one')
   if FLAGS.datasource and FLAGS.datasource != row.datasource:
     raise ConfigError(f'--datasource={FLAGS.datasource} contradicts --experiment={name} '
                       f'({row.datasource})')
@@ -172,12 +183,19 @@ def resolve(test_mode: bool, name: str | None = None):
 def resolve_rl():
   """(config, run_dir) of the flags' RL row with the flags' overrides."""
   cfg = experiments.get_rl(FLAGS.experiment)
+  refused = [f'--{f}' for f in MAIN_FLAGS if f not in RL_FLAGS and FLAGS[f].present]
+  if refused:
+    raise ConfigError(f'{" ".join(refused)}: not read by the RL row {cfg.name}, which takes only '
+                      f'{" ".join("--" + f for f in RL_FLAGS)}')
+  if FLAGS['test_set'].present and not FLAGS.test_set:
+    raise ConfigError(f'{cfg.name} is evaluated on its test tasks only (Fig. 5); drop --test_set=False')
   overrides = {'iterations': FLAGS.metatrain_iterations, 'seed': FLAGS.seed,
                'meta_batch_size': FLAGS.meta_batch_size, 'checkpoint_every': FLAGS.checkpoint_every,
                'print_every': FLAGS.print_every, 'test_tasks': FLAGS.num_test_tasks,
                'max_kl': FLAGS.max_kl}
   overrides = {k: v for k, v in overrides.items() if v is not None}
-  cfg = cfg.replace(**overrides)
+  runtime = {'env_workers': FLAGS.env_workers} if FLAGS.env_workers is not None else {}
+  cfg = cfg.replace(**overrides, **runtime)
   run_dir = os.path.join(FLAGS.logdir, '.'.join(
       [cfg.name] + [f'{k}{v}' for k, v in overrides.items() if k not in cfg.RUNTIME_FIELDS]))
   return cfg, run_dir

@@ -29,7 +29,11 @@ The MuJoCo families subclass gymnasium's v5 `HalfCheetahEnv` / `AntEnv` (overrid
 batch is stepped in a plain Python loop that only advances the physics and reads the observations (an
 AsyncVectorEnv is 5-10x slower on 2 cores, and gymnasium's per-env `step` bookkeeping costs more than the
 HalfCheetah physics); rewards and terminations are then computed for the whole batch with the formulas that
-the envs' own `step` uses.
+the envs' own `step` uses. With `workers` > 1 the slots are split into contiguous ranges, each stepped by
+a worker process (pipes carry each range's actions and observations); any number of workers gives the same
+trajectories. On 2 cores, 2 workers step 800 envs 1.5x as fast (cheetah 29.5 -> 19.5 us per env step, ant
+124 -> 79). Threads do not help: the per-env Python between the MuJoCo calls holds the GIL, and two threads
+made a batched cheetah step slower (38 -> 50-55 us per env step).
 
 Remaining differences to rllab (cbfinn/maml_rl):
 - Simulator: MuJoCo 4.0 through gymnasium 1.4 instead of MuJoCo 1.31 through rllab's mujoco_py. The models and
@@ -65,7 +69,11 @@ Remaining differences to rllab (cbfinn/maml_rl):
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
+import os
 import sys
+import traceback
+import weakref
 
 import numpy as np
 
@@ -472,26 +480,127 @@ class AntTask(_RllabMixin, _AntBase):
     return ~(np.isfinite(state).all(-1) & (low <= state[:, 2]) & (state[:, 2] <= high))
 
 
+class _Slots:
+  """The persistent env objects of a contiguous range of slots, in this process or in a worker's.
+
+  Only the physics: advance, then read the new state's raw observation and v_x. Env objects are
+  built when the range grows and re-tasked otherwise.
+  """
+
+  def __init__(self, cls, kind: str):
+    self.cls, self.kind, self.pool, self.size = cls, kind, [], 0
+
+  def set_tasks(self, tasks: np.ndarray) -> None:
+    """tasks [b]: the task of each slot of the range."""
+    while len(self.pool) < len(tasks):
+      self.pool.append(self.cls(self.kind))
+    for env, task in zip(self.pool, tasks):
+      env.set_task(task)
+    self.size = len(tasks)
+
+  def reset(self, seed: int, first: int) -> np.ndarray:
+    """Raw observations [b, n] float64; slot j (global index first + j) draws its noise from a
+    Generator seeded with (seed, first + j)."""
+    out = []
+    for j, env in enumerate(self.pool[:self.size]):
+      env.np_random = np.random.default_rng([seed, first + j])
+      out.append(env.reset()[0])
+    return np.array(out, np.float64)
+
+  def advance(self, env_actions: np.ndarray, live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Steps the live slots with env actions [b, act_dim]. Returns raw observations [b, n] float64
+    (0 for the others) and v_x [b] (NaN for the others)."""
+    raw = np.zeros((self.size, self.pool[0].observation_space.shape[0]))
+    v = np.full(self.size, np.nan)
+    for j in np.flatnonzero(live):
+      env = self.pool[j]
+      env.advance(env_actions[j])
+      raw[j] = env._get_obs()
+      v[j] = env.com_x_velocity()
+    return raw, v
+
+
+def _serve(conn, cls, kind: str) -> None:
+  """A worker process: runs the _Slots methods the parent sends until it sends None."""
+  slots = _Slots(cls, kind)
+  while True:
+    method, args = conn.recv()
+    if method is None:
+      return
+    try:
+      conn.send((True, getattr(slots, method)(*args)))
+    except Exception:  # the parent re-raises it with this traceback
+      conn.send((False, traceback.format_exc()))
+
+
+class _Worker:
+  """A process that owns one _Slots (started with 'spawn': the parent may already run TensorFlow)."""
+
+  def __init__(self, cls, kind: str):
+    ctx = multiprocessing.get_context('spawn')
+    self.conn, child = ctx.Pipe()
+    self.process = ctx.Process(target=_serve, args=(child, cls, kind), daemon=True)
+    self.process.start()
+    child.close()
+
+  def send(self, method: str, *args) -> None:
+    try:
+      self.conn.send((method, args))
+    except BrokenPipeError:
+      raise self._died() from None
+
+  def receive(self):
+    try:
+      ok, value = self.conn.recv()
+    except EOFError:
+      raise self._died() from None
+    if not ok:
+      raise RuntimeError(f'env worker process {self.process.pid} failed:\n{value}')
+    return value
+
+  def _died(self) -> RuntimeError:
+    self.process.join(1)
+    return RuntimeError(f'env worker process {self.process.pid} died (exit code {self.process.exitcode})')
+
+  @staticmethod
+  def stop(workers: list) -> None:
+    for w in workers:
+      with contextlib.suppress(OSError):  # a worker that died already has closed its end
+        w.conn.send((None, ()))
+    for w in workers:
+      w.process.join(5)
+      if w.process.is_alive():
+        w.process.terminate()
+
+
 class MujocoTaskEnvs(TaskEnvs):
   """B persistent gymnasium envs (one per slot), stepped in a Python loop; see the module docstring.
 
-  `envs` lists the B active env objects and `com_x_velocity` [B] their v_x after the last step (NaN for envs
-  done earlier). The loop only advances the physics and reads the observations; rewards and terminations are
-  computed for all B envs at once (`batch_rewards`, `batch_terminated`), the same formulas as env.step.
+  The loop only advances the physics and reads the observations; rewards and terminations are
+  computed for all B envs at once (`batch_rewards`, `batch_terminated`), the same formulas as
+  env.step. With workers > 1 the slots are split into that many contiguous ranges, each stepped by
+  its own process (started once, kept until the object is collected): every env owns its MjData
+  and random numbers, so any number of workers gives the same trajectories.
+
+  `com_x_velocity` [B] holds the envs' v_x after the last step (NaN for envs done earlier); `envs`
+  lists the B env objects when they live in this process (workers = 1).
   """
   # name -> (robot, kind, hi): tasks come from u ~ U[0, hi] (v_goal = u, or d = -1 if u < hi / 2 else +1)
   FAMILIES = {'cheetah_vel': ('cheetah', 'vel', 2.0), 'cheetah_dir': ('cheetah', 'dir', 2.0),
               'ant_vel': ('ant', 'vel', 3.0), 'ant_dir': ('ant', 'dir', 3.0)}
 
-  def __init__(self, name: str, oracle: bool = False):
+  def __init__(self, name: str, oracle: bool = False, workers: int = 1):
     if mujoco is None:
       raise ConfigError(f'{name} needs gymnasium[mujoco] and mujoco ({MUJOCO_IMPORT_ERROR}); run '
                         'pip install -r requirements.txt')
+    if workers < 1:
+      raise ValueError(f'workers must be at least 1, got {workers}')
     robot, self.kind, self.task_high = self.FAMILIES[name]
     self._cls = HalfCheetahTask if robot == 'cheetah' else AntTask
     self.name, self.oracle = name, oracle
-    self._pool = [self._cls(self.kind)]
-    probe = self._pool[0]
+    self._local = _Slots(self._cls, self.kind)
+    self._local.set_tasks(np.ones(1))  # the probe env, kept for workers = 1
+    probe = self._local.pool[0]
     self.act_dim, self.task_dim = probe.action_space.shape[0], 1
     self.obs_dim = probe.observation_space.shape[0] + oracle
     self.horizon, self.dt = 200, probe.dt
@@ -500,10 +609,31 @@ class MujocoTaskEnvs(TaskEnvs):
     self.env_tasks = np.zeros((0, 1))
     self.com_x_velocity = np.zeros(0)
     self._obs = self._done = None
+    self._workers = [_Worker(self._cls, self.kind) for _ in range(workers)] if workers > 1 else []
+    weakref.finalize(self, _Worker.stop, self._workers)
+    self._ranges = []  # one slice of the B slots per worker in use (one in all for workers = 1)
 
   @property
   def envs(self) -> list:
-    return self._pool[:self.batch_size]
+    if self._workers:
+      raise RuntimeError('the env objects live in the worker processes (workers > 1)')
+    return self._local.pool[:self.batch_size]
+
+  def _call(self, method: str, args: list) -> list:
+    """Runs _Slots.method(*args[k]) on range k, in parallel over the workers; their results."""
+    if not self._workers:
+      return [getattr(self._local, method)(*args[0])]
+    for worker, a in zip(self._workers, args):
+      worker.send(method, *a)
+    results, error = [], None
+    for worker in self._workers[:len(args)]:  # every answer is read, so none is left in a pipe
+      try:
+        results.append(worker.receive())
+      except RuntimeError as e:
+        error = error or e
+    if error:
+      raise error
+    return results
 
   def sample_tasks(self, num_tasks, rng):
     """vel: v_goal ~ U[0, hi]. dir: u ~ U[0, hi], d = -1 if u < hi / 2 else +1 (rllab's split)."""
@@ -514,10 +644,9 @@ class MujocoTaskEnvs(TaskEnvs):
     env_tasks = self._tasks_per_env(tasks, per_task)
     if self.kind == 'dir' and not np.all(np.abs(env_tasks) == 1.0):
       raise ValueError('direction tasks must be -1 or +1 (see sample_tasks)')
-    while len(self._pool) < len(env_tasks):  # build more envs only when B grows
-      self._pool.append(self._cls(self.kind))
-    for env, task in zip(self._pool, env_tasks[:, 0]):
-      env.set_task(task)
+    bounds = np.linspace(0, len(env_tasks), max(1, len(self._workers)) + 1).astype(int)
+    self._ranges = [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
+    self._call('set_tasks', [(env_tasks[r, 0],) for r in self._ranges])
     self.env_tasks = env_tasks
     self._obs = self._done = None
 
@@ -527,10 +656,8 @@ class MujocoTaskEnvs(TaskEnvs):
     if b == 0:
       raise RuntimeError('call set_tasks before reset')
     obs = np.empty((b, self.obs_dim), np.float32)
-    for i, env in enumerate(self.envs):
-      env.np_random = np.random.default_rng([seed, i])
-      o, _ = env.reset()
-      obs[i, :len(o)] = o
+    obs[:, :self.obs_dim - self.oracle] = np.concatenate(
+        self._call('reset', [(seed, r.start) for r in self._ranges]))
     if self.oracle:
       obs[:, -1] = self.env_tasks[:, 0]
     self._obs, self._done = obs, np.zeros(b, bool)
@@ -546,13 +673,9 @@ class MujocoTaskEnvs(TaskEnvs):
     a_env = policy_to_env_action(actions, self._low, self._high)
     live = ~self._done
     n = self.obs_dim - self.oracle
-    raw = np.zeros((self.batch_size, n))  # float64, as the reward terms are computed in
-    v = np.full(self.batch_size, np.nan)
-    for i in np.flatnonzero(live):
-      env = self._pool[i]
-      env.advance(a_env[i])
-      raw[i] = env._get_obs()
-      v[i] = env.com_x_velocity()
+    results = self._call('advance', [(a_env[r], live[r]) for r in self._ranges])
+    raw = np.concatenate([r[0] for r in results])  # float64, as the reward terms are computed in
+    v = np.concatenate([r[1] for r in results])
     reward = np.where(live, self._cls.batch_rewards(self.kind, self.env_tasks[:, 0], v, a_env, raw), 0.0)
     self._obs[live, :n] = raw[live]
     self._done |= live & self._cls.batch_terminated(raw)
@@ -560,10 +683,20 @@ class MujocoTaskEnvs(TaskEnvs):
     return self._obs.copy(), reward.astype(np.float32), self._done.copy()
 
 
-def make_env(name: str, oracle: bool = False) -> TaskEnvs:
-  """One of ENV_NAMES; oracle=True appends the task (goal, v_goal or direction) to the observation."""
+def default_workers() -> int:
+  """One env worker per core this process may run on, at most 8 (a cap, not a measured optimum: every
+  step sends one message to each worker)."""
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+  return min(8, cores)
+
+
+def make_env(name: str, oracle: bool = False, workers: int = 1) -> TaskEnvs:
+  """One of ENV_NAMES; oracle=True appends the task (goal, v_goal or direction) to the observation.
+
+  workers: processes that step the MuJoCo families' envs (speed only; navigation is one numpy op).
+  """
   if name == 'navigation':
     return NavigationEnvs(oracle)
   if name in MujocoTaskEnvs.FAMILIES:
-    return MujocoTaskEnvs(name, oracle)
+    return MujocoTaskEnvs(name, oracle, workers)
   raise ValueError(f'unknown env {name!r}; expected one of {ENV_NAMES}')

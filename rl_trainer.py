@@ -41,7 +41,8 @@ class _Rng:
 
 def build(cfg: RLConfig):
   """(envs, policy, MamlTrpo) of a row; keras.utils.set_random_seed(cfg.seed) fixes theta_0."""
-  envs = rl_envs.make_env(cfg.env, oracle=cfg.oracle)
+  envs = rl_envs.make_env(cfg.env, oracle=cfg.oracle,
+                          workers=cfg.env_workers or rl_envs.default_workers())
   keras.utils.set_random_seed(cfg.seed)
   policy = rl.policy_net(envs.obs_dim, envs.act_dim, cfg.hidden)
   algo = rl.MamlTrpo(policy, inner_lr=cfg.inner_lr, inner_steps=cfg.inner_steps, max_kl=cfg.max_kl,

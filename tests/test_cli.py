@@ -352,5 +352,28 @@ def test_max_kl_names_the_rl_run_it_trains_and_is_refused_for_supervised_rows():
     cfg, run_dir = main.resolve_rl()
     assert cfg.max_kl == 0.01 and run_dir == os.path.join('L', 'rl_cheetah_dir_maml.max_kl0.01')
     main.FLAGS(['main.py', '--experiment=sinusoid_maml'])
-    with pytest.raises(experiments.ConfigError, match='--max_kl is the TRPO step of the RL rows'):
+    with pytest.raises(experiments.ConfigError, match='--max_kl applies to the RL rows only'):
       main.resolve(test_mode=False)
+
+
+def test_rl_rows_refuse_the_flags_they_do_not_read():
+  from absl.testing import flagsaver
+  import main
+  with flagsaver.flagsaver():
+    main.FLAGS.unparse_flags()
+    main.FLAGS(['main.py', '--experiment=rl_cheetah_vel_maml', '--env_workers=3', '--logdir=L',
+                '--test_set=True', '--num_test_tasks=4'])
+    cfg, run_dir = main.resolve_rl()  # env_workers is speed only: the run name keeps the row's
+    assert (cfg.env_workers, cfg.test_tasks, run_dir) == (3, 4, os.path.join('L', 'rl_cheetah_vel_maml'))
+    for bad, message in (('--meta_lr=0.5', '--meta_lr: not read by the RL row'),
+                         ('--update_lr=0.3', '--update_lr: not read by the RL row'),
+                         ('--test_set=False', 'evaluated on its test tasks only')):
+      main.FLAGS.unparse_flags()
+      main.FLAGS(['main.py', '--experiment=rl_cheetah_vel_maml', bad])
+      with pytest.raises(experiments.ConfigError, match=message):
+        main.resolve_rl()
+    main.FLAGS.unparse_flags()
+    main.FLAGS(['main.py', '--experiment=sinusoid_maml', '--env_workers=2'])
+    with pytest.raises(experiments.ConfigError, match='--env_workers applies to the RL rows only'):
+      main.resolve(test_mode=False)
+  assert set(main.RL_FLAGS) <= set(main.MAIN_FLAGS) and 'verbosity' not in main.MAIN_FLAGS

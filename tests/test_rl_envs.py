@@ -186,7 +186,7 @@ def com_x_velocity_from_jacobian(env):
 def test_time_steps_match_rllab():
   cheetah, ant = make_env('cheetah_vel'), make_env('ant_dir')
   assert cheetah.dt == pytest.approx(0.01) and ant.dt == pytest.approx(0.02)
-  c, a = cheetah._pool[0], ant._pool[0]
+  c, a = cheetah._local.pool[0], ant._local.pool[0]  # the probe envs
   assert (c.frame_skip, c.model.opt.timestep) == (1, pytest.approx(0.01))
   assert (a.frame_skip, a.model.opt.timestep) == (1, pytest.approx(0.02))
   assert a.model.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4
@@ -277,6 +277,53 @@ def test_cheetah_partial_forward_gives_the_trajectory_of_a_full_forward(name, mo
   monkeypatch.setattr(rl_envs.HalfCheetahTask, '_derive', rl_envs._RllabMixin._derive)
   full, _ = run()
   np.testing.assert_array_equal(light, full)
+
+
+@pytest.mark.parametrize('name', params(['cheetah_dir', 'ant_vel']))
+def test_worker_processes_give_the_trajectories_of_one_process(name, monkeypatch):
+  """3 worker processes over 7 envs (uneven ranges), then re-tasked to 2 envs (one range unused),
+  with env 4 terminated at step 10: bit-identical observations, rewards, dones and COM velocities."""
+  cls = rl_envs.HalfCheetahTask if name.startswith('cheetah') else rl_envs.AntTask
+  calls = [0]
+
+  def terminated(obs):  # computed in this process for all envs: workers never see it
+    calls[0] += 1
+    done = np.zeros(len(obs), bool)
+    done[4:5] = calls[0] == 10
+    return done
+  monkeypatch.setattr(cls, 'batch_terminated', terminated)
+
+  def run(workers):
+    env, rng, out = make_env(name, workers=workers), np.random.default_rng(4), []
+    calls[0] = 0
+    for b, steps in ((7, 30), (2, 5)):
+      env.set_tasks(env.sample_tasks(b, np.random.default_rng(3)), 1)
+      out.append(env.reset(5))
+      for _ in range(steps):
+        obs, reward, done = env.step(rng.normal(size=(b, env.act_dim)) * 1.5)
+        out += [obs, reward, done, env.com_x_velocity]
+    assert out[4 * 10 - 1][4] and not out[4 * 9 - 1][4]  # done from step 10 on (out[4t - 1]: step t)
+    return np.concatenate([np.ravel(x).astype(np.float64) for x in out])
+  np.testing.assert_array_equal(run(3), run(1))
+
+
+@needs_mujoco
+def test_a_failing_or_dead_worker_raises_a_clear_error():
+  env = make_env('cheetah_vel', workers=2)
+  env.set_tasks(np.array([[0.5], [1.0]]), 2)
+  env.reset(0)
+  with pytest.raises(RuntimeError, match=r'(?s)env worker process \d+ failed:.*IndexError'):
+    env._call('advance', [(np.zeros((0, 6)), np.ones(2, bool))] * 2)  # 2 live envs, no actions
+  env.reset(0)  # both answers were read: the workers still serve
+  env._workers[1].process.terminate()
+  env._workers[1].process.join()
+  with pytest.raises(RuntimeError, match=r'env worker process \d+ died'):
+    env.step(np.zeros((4, 6)))
+
+
+def test_workers_must_be_positive():
+  with pytest.raises(ValueError, match='workers'):
+    rl_envs.MujocoTaskEnvs('cheetah_vel', workers=0)
 
 
 @needs_mujoco

@@ -692,15 +692,15 @@ class RLConfig:
   seed: int = 0
   checkpoint_every: int = 10
   print_every: int = 1
-  env_workers: int = 0                # processes stepping the MuJoCo envs (speed only; 0: one per core, <= 8)
+  env_workers: int = 0                # processes stepping the MuJoCo envs (speed only; 0: 1 per core, <= 8)
   # Provenance: published average return after 0..test_steps gradient steps.
   published: tuple[float, ...] = ()
   source: str = _FIG5
   choices: tuple[str, ...] = ()
 
-  RUNTIME_FIELDS = ('iterations', 'checkpoint_every', 'print_every', 'env_workers', 'test_tasks', 'test_per_task',
-                    'test_steps', 'test_lr', 'test_later_lr_factor', 'test_seed', 'test_lr_grid',
-                    'tune_tasks', 'tune_seed')
+  RUNTIME_FIELDS = ('iterations', 'checkpoint_every', 'print_every', 'env_workers', 'test_tasks',
+                    'test_per_task', 'test_steps', 'test_lr', 'test_later_lr_factor', 'test_seed',
+                    'test_lr_grid', 'tune_tasks', 'tune_seed')
 
   @property
   def oracle(self) -> bool:

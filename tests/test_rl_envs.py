@@ -321,6 +321,7 @@ def test_a_failing_or_dead_worker_raises_a_clear_error():
     env.step(np.zeros((4, 6)))
 
 
+@needs_mujoco
 def test_workers_must_be_positive():
   with pytest.raises(ValueError, match='workers'):
     rl_envs.MujocoTaskEnvs('cheetah_vel', workers=0)

@@ -8,11 +8,11 @@ import pytest
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')  # as main.py: batched image rows on AVX2 CPUs
-if 'PYTEST_XDIST_WORKER' in os.environ:
-  # pytest.ini runs two test processes (pytest-xdist; CI has two cores): one TensorFlow op
-  # thread each, inherited by the main.py processes tests start, so they never oversubscribe.
-  # Most test time is single-threaded tracing, so this halves the run (686 s -> 376 s on 2 cores).
-  os.environ.setdefault('TF_NUM_INTRAOP_THREADS', '1')
+# One TensorFlow op thread per test process, with or without pytest-xdist: pytest.ini runs two
+# processes (CI has two cores), so they never oversubscribe (most test time is single-threaded
+# tracing: 686 s -> 376 s on 2 cores), and tests that compare an in-process run with a main.py
+# process (sinusoid rows pin intra_op_threads=1) reduce in the same order under `-n0` too.
+os.environ.setdefault('TF_NUM_INTRAOP_THREADS', '1')
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 

@@ -61,6 +61,19 @@ run_rows() {
   done
 }
 
+# The locomotion scripts: the Fig. 5 rows (experiments.RL_METHODS) of each family, then its report.
+# Quick mode trains 2 TRPO iterations and evaluates on 4 test tasks.
+run_rl_families() {
+  quick_train_flags() {  # the random baseline has nothing to train
+    [[ "$1" == *_random ]] || echo --metatrain_iterations=2 --checkpoint_every=1
+  }
+  QUICK_EVAL=(--num_test_tasks=4)
+  local rows family
+  read -r -a rows <<< "$(rows_of "[f'rl_{f}_{m}' for f in '$*'.split() for m in e.RL_METHODS]")"
+  run_rows "${rows[@]}"
+  for family in "$@"; do report "rl_$family"; done
+}
+
 report() {
   echo "=== report"
   "$PYTHON" main.py --report="$1" --logdir="$logdir"

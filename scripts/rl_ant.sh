@@ -10,10 +10,4 @@
 source "$(dirname "$0")/lib.sh"
 parse_args "$@"
 logdir="${logdir:-logs/rl_ant$( (( quick )) && echo _quick)}"
-quick_train_flags() {  # the random baseline has nothing to train
-  [[ "$1" == *_random ]] || echo --metatrain_iterations=2 --checkpoint_every=1
-}
-QUICK_EVAL=(--num_test_tasks=4)
-run_rows rl_ant_vel_maml rl_ant_vel_pretrained rl_ant_vel_random rl_ant_vel_oracle rl_ant_dir_maml rl_ant_dir_pretrained rl_ant_dir_random rl_ant_dir_oracle
-report rl_ant_vel
-report rl_ant_dir
+run_rl_families ant_vel ant_dir

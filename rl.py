@@ -277,6 +277,7 @@ class MamlTrpo:
     # The trainer adapts once per iteration outside any tf.function: compiled, its vectorized_map
     # is traced once per run instead of at every call (~0.35 s per HalfCheetah iteration).
     self.adapted_compiled = tf.function(self.adapted)
+    self.sgd_step = tf.function(self._sgd_step_fn, reduce_retracing=True)
 
   def adapted(self, params, support_x, support_y) -> list[tf.Tensor]:
     """theta'_i for every task: [T, ...] per tensor (theta tiled if inner_steps = 0)."""
@@ -285,6 +286,14 @@ class MamlTrpo:
       return tiled
     return self.learner.adapt(tiled, support_x, support_y, steps=self.inner_steps,
                               lr=self.learner.update_lr, first_order=False)[0]
+
+  def _sgd_step_fn(self, params, support_x, support_y, lr):
+    """One plain policy-gradient step of every task's params [T, ...] (Fig. 5's test-time step).
+
+    Compiled, with lr a scalar tensor: one trace serves every step size instead of a new trace of
+    vectorized_map at each eager call.
+    """
+    return self.learner.adapt(params, support_x, support_y, steps=1, lr=lr, first_order=True)[0]
 
   def outputs(self, params, data: MetaData) -> tf.Tensor:
     """The adapted policy's outputs on the query set: [T, N*H, 2A]."""

@@ -155,7 +155,7 @@ def adaptation_returns(cfg: RLConfig, envs, algo: rl.MamlTrpo, tasks: np.ndarray
     if step < cfg.test_steps:
       x, y = (tf.constant(a) for a in rl.support_set(batch, cfg.gamma))
       lr = cfg.test_lr * (1.0 if step == 0 else cfg.test_later_lr_factor)
-      params = algo.learner.adapt(params, x, y, steps=1, lr=lr, first_order=True)[0]
+      params = algo.sgd_step(params, x, y, tf.constant(lr, algo.dtype))
   return np.array(returns)
 
 

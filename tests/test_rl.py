@@ -193,14 +193,18 @@ def test_nan_or_negative_curvature_takes_no_step(curvature):
 
 
 def test_inner_step_is_one_sgd_step_on_the_reinforce_loss():
+  """The training inner step (alpha = 0.3) and the compiled test-time step (any lr, here 0.7)."""
   algo, data = tiny_problem()
   params = [tf.convert_to_tensor(v) for v in algo.variables]
   fast = algo.adapted(params, data.support_x, data.support_y)
+  tested = algo.sgd_step(algo.learner.tile(params, 2), data.support_x, data.support_y,
+                         tf.constant(0.7, algo.dtype))
   for t in range(2):
     with tf.GradientTape() as tape:
       tape.watch(params)
       out = algo.model.stateless_call(params, [], data.support_x[t])[0]
       loss = rl.reinforce_loss(data.support_y[t][None], out[None])[0]
     grads = tape.gradient(loss, params)
-    for f, p, g in zip(fast, params, grads):
+    for f, s, p, g in zip(fast, tested, params, grads):
       np.testing.assert_allclose(f[t].numpy(), (p - 0.3 * g).numpy(), rtol=1e-10, atol=1e-12)
+      np.testing.assert_allclose(s[t].numpy(), (p - 0.7 * g).numpy(), rtol=1e-10, atol=1e-12)

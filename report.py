@@ -26,6 +26,7 @@ from typing import Callable, Mapping, Sequence
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 import numpy as np
 
 import benchmark
@@ -444,11 +445,16 @@ def rl_report(logdir: str, env: str) -> str:
   fig = Figure(figsize=(5, 3.5))
   ax = fig.add_subplot()
   missing = []
-  for method in experiments.RL_METHODS:
+  for method, color in zip(experiments.RL_METHODS, ('tab:blue', 'tab:orange', 'tab:green', 'tab:gray')):
     name = f'rl_{env}_{method}'
     path = os.path.join(logdir, name, 'results', 'fig5.json')
     cfg = experiments.get_rl(name)
     published = ' / '.join(f'{v:g}' for v in cfg.published)
+    if len(cfg.published) == 1:
+      ax.axhline(cfg.published[0], color=color, linestyle='--', linewidth=1)
+    elif cfg.published:
+      ax.plot(range(len(cfg.published)), cfg.published, color=color, linestyle='--', marker='x',
+              linewidth=1)
     if not os.path.exists(path):
       lines.append(f'| {method} | 0..{cfg.test_steps} | — | {published} | — |')
       missing.append(f'python main.py --experiment={name} --train=False --logdir={logdir}')
@@ -459,15 +465,17 @@ def rl_report(logdir: str, env: str) -> str:
     lines.append(f'| {method} | 0..{len(mean) - 1} | {reproduced} | {published} | {r["iteration"]} |')
     steps = np.arange(len(mean))
     if len(mean) == 1:  # the oracle is evaluated once and drawn flat, as Fig. 5
-      ax.axhline(mean[0], color='tab:gray', linestyle='--', label=method)
+      ax.axhline(mean[0], color=color, label=method)
     else:
-      ax.plot(steps, mean, marker='o', label=method)
-      ax.fill_between(steps, mean - ci, mean + ci, alpha=0.2)
+      ax.plot(steps, mean, color=color, marker='o', label=method)
+      ax.fill_between(steps, mean - ci, mean + ci, color=color, alpha=0.2)
   ax.set_xlabel('number of gradient steps')
   ax.set_xticks(range(4))
   ax.set_ylabel('average return')
-  ax.set_title(env)
-  ax.legend(fontsize='small')
+  ax.set_title(f'{env}: this repo (± 95% CI) and published (dashed)', fontsize='medium')
+  handles, _ = ax.get_legend_handles_labels()
+  ax.legend(handles=handles + [Line2D([], [], color='black', linestyle='--', marker='x', linewidth=1,
+                                      label='published')], fontsize='small')
   out_dir = os.path.join(logdir, FIGURES_DIR)
   os.makedirs(out_dir, exist_ok=True)
   written = _save(fig, os.path.join(out_dir, f'fig5_{env}.png'))

@@ -100,7 +100,10 @@ def test_ci95_is_the_original_formula():
 def test_rl_scripts_run_every_rl_row():
   named = set()
   for script in (ROOT / 'scripts').glob('rl_*.sh'):
-    named |= set(re.findall(r'\b(rl_\w+_(?:maml|pretrained|random|oracle))\b', script.read_text()))
+    text = script.read_text()
+    named |= set(re.findall(r'\b(rl_\w+_(?:maml|pretrained|random|oracle))\b', text))
+    for families in re.findall(r'^run_rl_families ([\w ]+)$', text, re.M):  # lib.sh: RL_METHODS rows
+      named |= {f'rl_{f}_{m}' for f in families.split() for m in experiments.RL_METHODS}
   assert named == set(experiments.RL_EXPERIMENTS), set(experiments.RL_EXPERIMENTS) ^ named
 
 

@@ -216,12 +216,25 @@ def train(cfg: Config, run_dir: str, *, resume: bool = True, log_summaries: bool
   # copy of the run, so they resume from the chief's checkpoint and their writes go nowhere.
   private = tempfile.mkdtemp(prefix='maml-worker-')
   try:
-    if os.path.isdir(run_dir):
-      shutil.copytree(run_dir, private, dirs_exist_ok=True,  # not the chief's lock
-                      ignore=shutil.ignore_patterns(LOCK_FILE))
+    _copy_latest_checkpoint(run_dir, private)
     return _train(cfg, private, strategy, resume, log_summaries=False)
   finally:
     shutil.rmtree(private, ignore_errors=True)
+
+
+def _copy_latest_checkpoint(src: str, dst: str) -> None:
+  """Copies src's newest checkpoint (its files and the `checkpoint` state file) into dst.
+
+  Only files the chief leaves alone until the first collective step: copying the whole run
+  directory raced with the chief's atomic config.json write (its .tmp vanished mid-copy and
+  killed this worker, which the chief then saw as a lost heartbeat).
+  """
+  latest = tf.train.latest_checkpoint(src) if os.path.isdir(src) else None
+  if latest is None:
+    return
+  # CheckpointManager records paths relative to the directory, so the state file moves as is.
+  for path in [os.path.join(src, 'checkpoint')] + tf.io.gfile.glob(latest + '.*'):
+    shutil.copy2(path, dst)
 
 
 @contextlib.contextmanager

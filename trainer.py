@@ -226,8 +226,8 @@ def _copy_latest_checkpoint(src: str, dst: str) -> None:
   """Copies src's newest checkpoint (its files and the `checkpoint` state file) into dst.
 
   Only files the chief leaves alone until the first collective step: copying the whole run
-  directory raced with the chief's atomic config.json write (its .tmp vanished mid-copy and
-  killed this worker, which the chief then saw as a lost heartbeat).
+  directory raced with the chief's atomic config.json write (a .tmp that vanishes mid-copy kills
+  this worker, which the chief then sees as a lost heartbeat).
   """
   latest = tf.train.latest_checkpoint(src) if os.path.isdir(src) else None
   if latest is None:

@@ -445,7 +445,8 @@ def rl_report(logdir: str, env: str) -> str:
   fig = Figure(figsize=(5, 3.5))
   ax = fig.add_subplot()
   missing = []
-  for method, color in zip(experiments.RL_METHODS, ('tab:blue', 'tab:orange', 'tab:green', 'tab:gray')):
+  for i, method in enumerate(experiments.RL_METHODS):
+    color = f'C{i}'  # one colour per method for its curve and its published one
     name = f'rl_{env}_{method}'
     path = os.path.join(logdir, name, 'results', 'fig5.json')
     cfg = experiments.get_rl(name)

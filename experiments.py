@@ -671,6 +671,8 @@ class RLConfig:
   max_kl: float = 0.01                # delta
   cg_iters: int = 10
   cg_damping: float = 1e-5
+  fd_hvp_eps: float | None = None     # None: exact curvature products; else the original's finite
+                                      # differences with step fd_hvp_eps / ||theta|| (rl.MamlTrpo)
   backtrack_ratio: float = 0.8
   max_backtracks: int = 15
   gamma: float = 0.99                 # discount; GAE lambda is 1
@@ -738,6 +740,8 @@ class RLConfig:
     for field in ('inner_lr', 'max_kl', 'test_lr'):
       if not (math.isfinite(getattr(self, field)) and getattr(self, field) > 0):
         bad(field, 'must be a positive number')
+    if self.fd_hvp_eps is not None and not (math.isfinite(self.fd_hvp_eps) and self.fd_hvp_eps > 0):
+      bad('fd_hvp_eps', 'must be None (exact curvature products) or a positive number')
     if any(not lr > 0 for lr in self.test_lr_grid):
       bad('test_lr_grid', 'must hold positive step sizes')
     if self.test_lr_grid and self.tune_seed == self.test_seed:

@@ -94,6 +94,9 @@ flags.DEFINE_enum('distribute', None, list(experiments.DISTRIBUTE),
                   'named by TF_CONFIG (multi_worker); the updates equal those of one device.')
 flags.DEFINE_integer('val_every', None, 'Iterations between meta-validations (0: never).')
 flags.DEFINE_float('max_kl', None, 'RL rows: delta, the largest mean KL of a TRPO meta-update.')
+flags.DEFINE_float('fd_hvp_eps', None, "RL rows: TRPO's curvature products by the original's finite "
+                   'differences of grad KL with step fd_hvp_eps / ||theta|| (its code: 1) instead of '
+                   'exact ones.')
 flags.DEFINE_integer('env_workers', None, 'RL rows: processes that step the MuJoCo envs (speed only: '
                      'the same trajectories with any number; 0: one per core, at most 8).')
 flags.DEFINE_integer('num_val_tasks', None, 'Tasks per meta-validation (a run keeps one number: its '
@@ -138,8 +141,8 @@ RUNTIME_FLAGS = ('checkpoint_every', 'print_every', 'jit_compile', 'test_num_upd
 # The flags an RL row reads (resolve_rl, _run_rl); it refuses the others of this module.
 RL_FLAGS = ('experiment', 'train', 'test_set', 'logdir', 'resume', 'test_iter', 'metatrain_iterations',
             'seed', 'meta_batch_size', 'checkpoint_every', 'print_every', 'num_test_tasks', 'max_kl',
-            'env_workers')
-RL_ONLY_FLAGS = ('max_kl', 'env_workers')
+            'fd_hvp_eps', 'env_workers')
+RL_ONLY_FLAGS = ('max_kl', 'fd_hvp_eps', 'env_workers')
 MAIN_FLAGS = tuple(f for f in FLAGS if f not in _PREDEFINED)
 
 
@@ -192,7 +195,7 @@ def resolve_rl():
   overrides = {'iterations': FLAGS.metatrain_iterations, 'seed': FLAGS.seed,
                'meta_batch_size': FLAGS.meta_batch_size, 'checkpoint_every': FLAGS.checkpoint_every,
                'print_every': FLAGS.print_every, 'test_tasks': FLAGS.num_test_tasks,
-               'max_kl': FLAGS.max_kl}
+               'max_kl': FLAGS.max_kl, 'fd_hvp_eps': FLAGS.fd_hvp_eps}
   overrides = {k: v for k, v in overrides.items() if v is not None}
   runtime = {'env_workers': FLAGS.env_workers} if FLAGS.env_workers is not None else {}
   cfg = cfg.replace(**overrides, **runtime)

@@ -11,8 +11,10 @@ on the post-update samples has the true second-order meta-gradient. TRPO (Schulm
 the outer step: conjugate gradient on the Hessian of the mean KL(pi_old' || pi_new') of the adapted
 policies (exact Hessian-vector products by double back-propagation through the inner step), a step of
 size sqrt(2 delta / s^T H s), and a backtracking line search that accepts only a step that lowers the
-surrogate and keeps the KL under delta, else keeps theta. The original (cbfinn/maml_rl, rllab) and its
-settings are described in ../shared/reference/rl-protocol.md; experiments.py holds the rows.
+surrogate and keeps the KL under delta, else keeps theta. `fd_hvp_eps` switches the curvature products
+to the original's: symmetric finite differences of grad KL with a step of fd_hvp_eps / ||theta||. The
+original (cbfinn/maml_rl, rllab) and its settings are described in ../shared/reference/rl-protocol.md;
+experiments.py holds the rows.
 
 Shapes: T tasks, N trajectories per task, H time steps, O observation and A action dimensions. A batch
 of rollouts is laid out [T, N, H, ...]; steps after an episode ended are masked out (mask 0).
@@ -255,24 +257,31 @@ class MamlTrpo:
     inner_lr: alpha; inner_steps: 0 or more SGD steps on the REINFORCE loss of the support set.
     max_kl: delta; cg_iters, cg_damping: conjugate gradient; backtrack_ratio, max_backtracks: the
       line search.
+    fd_hvp_eps: None for exact curvature products; a number for the original's finite differences
+      (grad KL(theta + e v) - grad KL(theta - e v)) / 2e with e = fd_hvp_eps / ||theta||.
+      cbfinn/maml_rl's ConjugateGradientOptimizer builds FiniteDifferenceHvp(num_slices), which
+      binds num_slices = 1 to base_eps (default 1e-8): its step is 1 / ||theta||, so its products
+      follow the KL far beyond the quadratic model.
   """
 
   OLD_POLICY_TOL = 1e-4  # |new - old| allowed at theta, relative to 1 + max |old| (float32 rounding)
 
   def __init__(self, model: keras.Model, *, inner_lr: float, inner_steps: int, max_kl: float = 0.01,
                cg_iters: int = 10, cg_damping: float = 1e-5, backtrack_ratio: float = 0.8,
-               max_backtracks: int = 15):
+               max_backtracks: int = 15, fd_hvp_eps: float | None = None):
     self.model = model
     self.learner = MAML(model, reinforce_loss, reinforce_loss, update_lr=inner_lr,
                         num_updates=inner_steps)
     self.inner_steps = inner_steps
     self.max_kl, self.cg_iters, self.cg_damping = max_kl, cg_iters, cg_damping
     self.backtrack_ratio, self.max_backtracks = backtrack_ratio, max_backtracks
+    self.fd_hvp_eps = fd_hvp_eps
     self.variables = model.trainable_variables
     self.dtype = self.variables[0].dtype
     self._loss_grad = tf.function(self._loss_grad_fn)
     self._loss_kl = tf.function(self._loss_kl_fn)
     self._hvp = tf.function(self._hvp_fn)
+    self._kl_grad = tf.function(self._kl_grad_fn)
     self.forward = tf.function(self.learner.forward, reduce_retracing=True)
     # The trainer adapts once per iteration outside any tf.function: compiled, its vectorized_map
     # is traced once per run instead of at every call (~0.35 s per HalfCheetah iteration).
@@ -353,8 +362,22 @@ class MamlTrpo:
     h_jv = tf.stop_gradient(output_acc.jvp(grad_kl))
     return flatten(tape.gradient(new, params, output_gradients=h_jv)) + self.cg_damping * vector
 
+  def _kl_grad_fn(self, flat_params, data):
+    params = unflatten(flat_params, self.variables)
+    with tf.GradientTape() as tape:
+      tape.watch(params)
+      kl = self.surrogate_and_kl(params, data)[1]
+    return flatten(tape.gradient(kl, params))
+
   def hvp(self, data: MetaData, vector: np.ndarray) -> np.ndarray:
-    return self._hvp(data, tf.constant(vector, self.dtype)).numpy().astype(np.float64)
+    """The curvature product of CG: exact (`_hvp_fn`) or the original's finite differences."""
+    if self.fd_hvp_eps is None:
+      return self._hvp(data, tf.constant(vector, self.dtype)).numpy().astype(np.float64)
+    theta = flatten(self._params()).numpy().astype(np.float64)
+    eps = self.fd_hvp_eps / (np.linalg.norm(theta) + 1e-8)
+    plus, minus = (self._kl_grad(tf.constant(theta + sign * eps * vector, self.dtype), data).numpy()
+                   .astype(np.float64) for sign in (1, -1))
+    return (plus - minus) / (2 * eps) + self.cg_damping * vector
 
   def step(self, data: MetaData) -> dict:
     """One TRPO update of theta. Returns what happened (losses, KL, whether a step was taken)."""

@@ -46,7 +46,7 @@ def build(cfg: RLConfig):
   keras.utils.set_random_seed(cfg.seed)
   policy = rl.policy_net(envs.obs_dim, envs.act_dim, cfg.hidden)
   algo = rl.MamlTrpo(policy, inner_lr=cfg.inner_lr, inner_steps=cfg.inner_steps, max_kl=cfg.max_kl,
-                     cg_iters=cfg.cg_iters, cg_damping=cfg.cg_damping,
+                     cg_iters=cfg.cg_iters, cg_damping=cfg.cg_damping, fd_hvp_eps=cfg.fd_hvp_eps,
                      backtrack_ratio=cfg.backtrack_ratio, max_backtracks=cfg.max_backtracks)
   return envs, policy, algo
 

@@ -343,16 +343,19 @@ def test_classifier_baselines_share_one_trained_classifier(tmp_path, monkeypatch
     assert not list((logdir / row).glob('ckpt-*')), 'a sharing row stores no model of its own'
 
 
-def test_max_kl_names_the_rl_run_it_trains_and_is_refused_for_supervised_rows():
+@pytest.mark.parametrize('flag, value', [('max_kl', 0.01), ('fd_hvp_eps', 1.0)])
+def test_trpo_flags_name_the_rl_run_they_train_and_are_refused_for_supervised_rows(flag, value):
   from absl.testing import flagsaver
   import main
   with flagsaver.flagsaver():
     main.FLAGS.unparse_flags()
-    main.FLAGS(['main.py', '--experiment=rl_cheetah_dir_maml', '--max_kl=0.01', '--logdir=L'])
+    main.FLAGS(['main.py', '--experiment=rl_cheetah_dir_maml', f'--{flag}={value}', '--logdir=L'])
     cfg, run_dir = main.resolve_rl()
-    assert cfg.max_kl == 0.01 and run_dir == os.path.join('L', 'rl_cheetah_dir_maml.max_kl0.01')
-    main.FLAGS(['main.py', '--experiment=sinusoid_maml'])
-    with pytest.raises(experiments.ConfigError, match='--max_kl applies to the RL rows only'):
+    assert getattr(cfg, flag) == value
+    assert run_dir == os.path.join('L', f'rl_cheetah_dir_maml.{flag}{value}')
+    main.FLAGS.unparse_flags()
+    main.FLAGS(['main.py', '--experiment=sinusoid_maml', f'--{flag}={value}'])
+    with pytest.raises(experiments.ConfigError, match=f'--{flag} applies to the RL rows only'):
       main.resolve(test_mode=False)
 
 

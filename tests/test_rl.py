@@ -143,6 +143,30 @@ def test_curvature_vector_product_equals_the_explicit_kl_hessian(inner_steps):
                                atol=1e-12)
 
 
+def test_finite_difference_curvature_product_is_the_originals():
+  """fd_hvp_eps: (grad KL(theta + e v) - grad KL(theta - e v)) / 2e with e = fd_hvp_eps / ||theta||,
+  the Hessian product for a small step, and a different, secant product for the original's 1."""
+  algo, data = tiny_problem()
+  hessian, theta = kl_hessian(algo, data), flat_theta(algo)
+  v = np.random.default_rng(7).normal(size=theta.shape)
+  algo.fd_hvp_eps = 1e-5
+  np.testing.assert_allclose(algo.hvp(data, v), hessian @ v + algo.cg_damping * v, rtol=1e-5, atol=1e-9)
+  algo.fd_hvp_eps = 1.0
+  e = 1.0 / np.linalg.norm(theta)
+
+  def kl_grad(t):
+    t = tf.constant(t)
+    with tf.GradientTape() as tape:
+      tape.watch(t)
+      kl = algo.surrogate_and_kl(rl.unflatten(t, algo.variables), data)[1]
+    return tape.gradient(kl, t).numpy()
+
+  expected = (kl_grad(theta + e * v) - kl_grad(theta - e * v)) / (2 * e) + algo.cg_damping * v
+  np.testing.assert_allclose(algo.hvp(data, v), expected, rtol=1e-5)
+  assert not np.allclose(expected, hessian @ v + algo.cg_damping * v, rtol=1e-2)
+  np.testing.assert_array_equal(flat_theta(algo), theta)  # theta itself never moves
+
+
 def test_step_refuses_samples_of_another_policy():
   """The curvature product is the Gauss-Newton one, the Hessian only where old = new at theta."""
   algo, data = tiny_problem(old_noise=0.05)

@@ -95,6 +95,9 @@ def test_rl_rows_are_valid_and_round_trip():
     assert len(cfg.published) == cfg.test_steps + 1
   with pytest.raises(experiments.ConfigError, match='random baseline'):
     experiments.get_rl('rl_navigation_random').replace(iterations=3)
+  for eps in (0.0, -1.0, float('nan')):
+    with pytest.raises(experiments.ConfigError, match='fd_hvp_eps'):
+      experiments.get_rl('rl_navigation_maml').replace(fd_hvp_eps=eps)
 
 
 @pytest.mark.parametrize('env', ['cheetah_vel', 'ant_dir'])

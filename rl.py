@@ -261,7 +261,7 @@ class MamlTrpo:
       (grad KL(theta + e v) - grad KL(theta - e v)) / 2e with e = fd_hvp_eps / ||theta||.
       cbfinn/maml_rl's ConjugateGradientOptimizer builds FiniteDifferenceHvp(num_slices), which
       binds num_slices = 1 to base_eps (default 1e-8): its step is 1 / ||theta||, so its products
-      follow the KL far beyond the quadratic model.
+      are secants of grad KL rather than derivatives.
   """
 
   OLD_POLICY_TOL = 1e-4  # |new - old| allowed at theta, relative to 1 + max |old| (float32 rounding)

@@ -447,6 +447,7 @@ class AntTask(_RllabMixin, _AntBase):
                      exclude_current_positions_from_observation=False, include_cfrc_ext_in_observation=True)
     gym_utils.EzPickle.__init__(self, kind, task)  # pickles as this class, not the parent
     self.fullpath = "rllab's ant.xml (rl_envs.RLLAB_ANT_XML)"
+    self._rk4 = self.model.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4  # as rllab's ant.xml sets
     self._rllab_init()
     self.set_task((0.0 if kind == 'vel' else 1.0) if task is None else task)
 
@@ -459,6 +460,29 @@ class AntTask(_RllabMixin, _AntBase):
   def _post_forward(self):
     mujoco.mj_rnePostConstraint(self.model, self.data)  # cfrc_ext (MuJoCo >= 2 no longer fills it in forward)
     mujoco.mj_subtreeVel(self.model, self.data)
+
+  def _step_mujoco_simulation(self, ctrl, n_frames):
+    """mj_step without redoing what the last full mj_forward (`_derive`'s, or reset's) did on this state.
+
+    mj_step = check position and velocity, mj_forward, check acceleration, integrate. Only the acceleration
+    stage of mj_forward reads ctrl, so on the first frame its position and velocity stages (collisions,
+    inertia, factorization: ~2/3 of its cost) are reused. Trajectories are bit-identical (tests/test_rl_envs.py);
+    the physics call costs ~15% less (RK4 runs four forward passes, `_derive` a fifth), a batched step of
+    800 ants with 2 workers ~6% less CPU."""
+    m, d = self.model, self.data
+    d.ctrl[:] = ctrl
+    time = d.time
+    mujoco.mj_checkPos(m, d)  # these reset a non-finite state, and its time to 0: then nothing can be reused
+    mujoco.mj_checkVel(m, d)
+    if time == 0.0 or d.time != time or not self._rk4:
+      mujoco.mj_step(m, d, nstep=n_frames)
+    else:
+      mujoco.mj_forwardSkip(m, d, mujoco.mjtStage.mjSTAGE_VEL, 0)
+      mujoco.mj_checkAcc(m, d)
+      mujoco.mj_RungeKutta(m, d, 4)
+      if n_frames > 1:
+        mujoco.mj_step(m, d, nstep=n_frames - 1)
+    self._derive()
 
   def _get_obs(self):
     d = self.data

@@ -279,6 +279,46 @@ def test_cheetah_partial_forward_gives_the_trajectory_of_a_full_forward(name, mo
   np.testing.assert_array_equal(light, full)
 
 
+@needs_mujoco
+@pytest.mark.parametrize('name', ['ant_vel', 'ant_dir'])
+def test_ant_step_reusing_the_last_forward_gives_the_trajectory_of_mj_step(name, monkeypatch):
+  """The ant's step skips mj_forward's position and velocity stages that `_derive` already ran: 200 steps
+  with contacts must give bit-identical observations, rewards, dones and COM velocities to plain mj_step."""
+  def run():
+    env, obs = ready(name, [[1.3] if name == 'ant_vel' else [-1.0]], 4, seed=6)
+    rng = np.random.default_rng(2)
+    out, contacts = [obs], 0
+    for _ in range(200):
+      obs, reward, done = env.step(rng.normal(size=(4, env.act_dim)) * 2.0)
+      out += [obs, reward, done, env.com_x_velocity]
+      contacts += sum(sim.data.ncon for sim in env.envs)
+    return np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in out]), contacts
+  light, contacts = run()
+  assert contacts > 0  # the legs touch the ground, so the reused stages include collisions
+  monkeypatch.setattr(rl_envs.AntTask, '_step_mujoco_simulation', rl_envs._RllabMixin._step_mujoco_simulation)
+  full, _ = run()
+  np.testing.assert_array_equal(light, full)
+
+
+@needs_mujoco
+def test_ant_step_from_a_non_finite_state_resets_as_mj_step_does(monkeypatch):
+  """MuJoCo's check resets a non-finite state before stepping; the step that reuses the last forward must
+  then not reuse it, and end in the state plain mj_step ends in."""
+  def run():
+    env = rl_envs.AntTask('vel', 1.0)
+    env.np_random = np.random.default_rng(0)
+    env.reset()
+    for _ in range(5):
+      env.advance(np.full(8, 40.0))
+    env.data.qvel[3] = np.nan
+    env.advance(np.full(8, 40.0))
+    return np.concatenate([env.data.qpos, env.data.qvel, env._get_obs()])
+  light = run()
+  assert np.isfinite(light).all()
+  monkeypatch.setattr(rl_envs.AntTask, '_step_mujoco_simulation', rl_envs._RllabMixin._step_mujoco_simulation)
+  np.testing.assert_array_equal(light, run())
+
+
 @pytest.mark.parametrize('name', params(['cheetah_dir', 'ant_vel']))
 def test_worker_processes_give_the_trajectories_of_one_process(name, monkeypatch):
   """3 worker processes over 7 envs (uneven ranges), then re-tasked to 2 envs (one range unused),

@@ -259,43 +259,27 @@ def test_cheetah_observation_layout_and_com_velocity():
 
 
 @needs_mujoco
-@pytest.mark.parametrize('name', ['cheetah_vel', 'cheetah_dir'])
-def test_cheetah_partial_forward_gives_the_trajectory_of_a_full_forward(name, monkeypatch):
-  """The cheetah derives its new state's quantities without mj_forward's constraint solve: 300 steps
-  with contacts must give bit-identical observations, rewards and COM velocities."""
+@pytest.mark.parametrize('name, task, shortcut', [
+    ('cheetah_vel', 1.3, '_derive'), ('cheetah_dir', -1.0, '_derive'),
+    ('ant_vel', 1.3, '_step_mujoco_simulation'), ('ant_dir', -1.0, '_step_mujoco_simulation')])
+def test_physics_shortcuts_give_the_trajectory_of_plain_mujoco(name, task, shortcut, monkeypatch):
+  """Each family skips work that MuJoCo would redo: the cheetah derives its new state's quantities
+  without mj_forward's constraint solve, the ant's step reuses the position and velocity stages of the
+  last full forward. 300 steps with contacts must give bit-identical observations, rewards, dones and COM
+  velocities to the plain mj_forward / mj_step of _RllabMixin."""
   def run():
-    env, obs = ready(name, [[1.3] if name == 'cheetah_vel' else [-1.0]], 3, seed=6)
+    env, obs = ready(name, [[task]], 3, seed=6)
     rng = np.random.default_rng(2)
     out, contacts = [obs], 0
     for _ in range(300):
-      obs, reward, _ = env.step(rng.normal(size=(3, env.act_dim)) * 1.5)
-      out += [obs, reward, env.com_x_velocity]
-      contacts += sum(sim.data.ncon for sim in env.envs)
-    return np.concatenate([np.ravel(x) for x in out]), contacts
-  light, contacts = run()
-  assert contacts > 0  # the body touches the ground, so the skipped solve had work to do
-  monkeypatch.setattr(rl_envs.HalfCheetahTask, '_derive', rl_envs._RllabMixin._derive)
-  full, _ = run()
-  np.testing.assert_array_equal(light, full)
-
-
-@needs_mujoco
-@pytest.mark.parametrize('name', ['ant_vel', 'ant_dir'])
-def test_ant_step_reusing_the_last_forward_gives_the_trajectory_of_mj_step(name, monkeypatch):
-  """The ant's step skips mj_forward's position and velocity stages that `_derive` already ran: 200 steps
-  with contacts must give bit-identical observations, rewards, dones and COM velocities to plain mj_step."""
-  def run():
-    env, obs = ready(name, [[1.3] if name == 'ant_vel' else [-1.0]], 4, seed=6)
-    rng = np.random.default_rng(2)
-    out, contacts = [obs], 0
-    for _ in range(200):
-      obs, reward, done = env.step(rng.normal(size=(4, env.act_dim)) * 2.0)
+      obs, reward, done = env.step(rng.normal(size=(3, env.act_dim)) * 1.5)
       out += [obs, reward, done, env.com_x_velocity]
       contacts += sum(sim.data.ncon for sim in env.envs)
     return np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in out]), contacts
   light, contacts = run()
-  assert contacts > 0  # the legs touch the ground, so the reused stages include collisions
-  monkeypatch.setattr(rl_envs.AntTask, '_step_mujoco_simulation', rl_envs._RllabMixin._step_mujoco_simulation)
+  assert contacts > 0  # the bodies touch the ground, so the skipped work (collisions, solve) mattered
+  cls = rl_envs.HalfCheetahTask if name.startswith('cheetah') else rl_envs.AntTask
+  monkeypatch.setattr(cls, shortcut, getattr(rl_envs._RllabMixin, shortcut))
   full, _ = run()
   np.testing.assert_array_equal(light, full)
 

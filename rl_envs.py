@@ -467,7 +467,7 @@ class AntTask(_RllabMixin, _AntBase):
     mj_step = check position and velocity, mj_forward, check acceleration, integrate. Only the acceleration
     stage of mj_forward reads ctrl, so on the first frame its position and velocity stages (collisions,
     inertia, factorization: ~2/3 of its cost) are reused. Trajectories are bit-identical (tests/test_rl_envs.py);
-    the physics call costs ~15% less (RK4 runs four forward passes, `_derive` a fifth), a batched step of
+    the physics call costs ~10% less (RK4 runs four forward passes, `_derive` a fifth), a batched step of
     800 ants with 2 workers ~6% less CPU."""
     m, d = self.model, self.data
     d.ctrl[:] = ctrl

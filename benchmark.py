@@ -24,6 +24,7 @@ Run it with `python main.py --experiment=<row> --benchmark [--benchmark_iteratio
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import platform
 import resource
@@ -156,8 +157,14 @@ def _summary(r: dict) -> str:
 
 
 def synthetic_episodes(setup: trainer.Setup, count: int = 4) -> list[tuple[tf.Tensor, ...]]:
-  """`count` random episodes shaped like the row's: inputs U[0, 1), one-hot labels (classification)
-  or standard-normal targets (regression). Shapes come from the model, so no dataset is needed."""
+  """`count` random episodes shaped like the row's: inputs U[0, 1) [T, M, ...] and targets.
+
+  Classification: valid N-way episodes, every class K times in the support set and Q times in the
+  query set, in a random order per task (labels one-hot [T, M, N]); a class without a support example
+  would give ProtoNet a NaN class mean, and arithmetic on NaNs is no speed to report. Regression:
+  standard-normal targets [T, M, output dim]. Shapes come from the model and the row, so no dataset
+  is needed.
+  """
   cfg, model = setup.cfg, setup.model
   n_s = cfg.update_batch_size * cfg.num_classes
   n_q = cfg.train_query_size * cfg.num_classes
@@ -165,9 +172,11 @@ def synthetic_episodes(setup: trainer.Setup, count: int = 4) -> list[tuple[tf.Te
   rng = tf.random.Generator.from_seed(cfg.seed)
 
   def targets(m):
-    if cfg.metric == 'accuracy':
-      return tf.one_hot(rng.uniform([cfg.meta_batch_size, m], 0, out_dim, tf.int32), out_dim)
-    return rng.normal([cfg.meta_batch_size, m, out_dim])
+    if cfg.metric != 'accuracy':
+      return rng.normal([cfg.meta_batch_size, m, out_dim])
+    balanced = tf.tile(tf.range(cfg.num_classes), [m // cfg.num_classes])  # m = N * (K or Q)
+    order = tf.argsort(rng.uniform([cfg.meta_batch_size, m]), axis=-1)
+    return tf.one_hot(tf.gather(balanced, order), cfg.num_classes)
 
   return [(rng.uniform([cfg.meta_batch_size, n_s, *in_shape]), targets(n_s),
            rng.uniform([cfg.meta_batch_size, n_q, *in_shape]), targets(n_q)) for _ in range(count)]
@@ -235,6 +244,9 @@ def run_benchmark(cfg: Config, iterations: int = 200, out_dir: str | None = None
     timed_s += dt
     rates.append(n * per_call / dt)
 
+  if not math.isfinite(final_loss):
+    raise ValueError(f'{cfg.name}: the benchmarked loss is {final_loss}; timings of non-finite '
+                     'arithmetic are not this row\'s speed (check the row\'s settings and episodes)')
   median = statistics.median(rates)  # the headline; its_mean below is all timed iterations / time
   result = _context(cfg, objective)
   result.update({

@@ -4,10 +4,13 @@ import json
 import math
 import pathlib
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
 import benchmark
 import experiments
+import trainer
 
 
 def check_record(result, path, objective):
@@ -63,6 +66,37 @@ def test_image_rows_benchmark_on_synthetic_data_without_a_dataset(tmp_path):
   result = benchmark.run_benchmark(cfg, iterations=2, warmup=0, out_dir=str(tmp_path))
   assert result['data'] == 'synthetic' and result['its_median'] > 0
   assert result["support_size"] == 5 and math.isfinite(result["final_loss"])
+
+
+def test_synthetic_episodes_are_valid_n_way_k_shot_episodes():
+  cfg = experiments.get('omniglot_5way_1shot_protonet').replace(meta_batch_size=3, update_batch_size=2)
+  setup = trainer.build(cfg)
+  for x_s, y_s, x_q, y_q in benchmark.synthetic_episodes(setup, count=2):
+    assert x_s.shape == (3, 10, 28, 28, 1) and x_q.shape == (3, cfg.train_query_size * 5, 28, 28, 1)
+    assert y_s.shape == (3, 10, 5)  # N classes, not the embedding's width
+    assert (tf.reduce_sum(y_s, 1).numpy() == 2).all()  # every class K times in every task
+    assert (tf.reduce_sum(y_q, 1).numpy() == cfg.train_query_size).all()
+    assert (tf.argmax(y_s[0], -1).numpy() != np.tile(np.arange(5), 2)).any()  # shuffled
+
+
+def test_metric_rows_benchmark_a_finite_loss(tmp_path):
+  cfg = experiments.get('omniglot_5way_1shot_protonet').replace(meta_batch_size=2)
+  result = benchmark.run_benchmark(cfg, iterations=2, warmup=0, out_dir=str(tmp_path))
+  assert math.isfinite(result['final_loss'])
+
+
+def test_benchmark_refuses_a_non_finite_loss(tmp_path, monkeypatch):
+  cfg = experiments.get('omniglot_5way_1shot_protonet').replace(meta_batch_size=2)
+  valid = benchmark.synthetic_episodes
+
+  def without_class_0(setup, count=4):  # a class with no support example: a NaN class mean
+    return [(x_s, tf.one_hot(tf.ones(y_s.shape[:2], tf.int32), 5), x_q, y_q)
+            for x_s, y_s, x_q, y_q in valid(setup, count)]
+
+  monkeypatch.setattr(benchmark, 'synthetic_episodes', without_class_0)
+  with pytest.raises(ValueError, match='not finite|non-finite'):
+    benchmark.run_benchmark(cfg, iterations=2, warmup=0, out_dir=str(tmp_path))
+  assert not list(tmp_path.rglob('*.json'))  # no record of a meaningless speed
 
 
 def test_output_path_names_the_speed_settings_that_differ_from_the_row(tmp_path):

@@ -245,7 +245,7 @@ def run_benchmark(cfg: Config, iterations: int = 200, out_dir: str | None = None
     rates.append(n * per_call / dt)
 
   if not math.isfinite(final_loss):
-    raise ValueError(f'{cfg.name}: the benchmarked loss is {final_loss}; timings of non-finite '
+    raise trainer.RunError(f'{cfg.name}: the benchmarked loss is {final_loss}; timings of non-finite '
                      'arithmetic are not this row\'s speed (check the row\'s settings and episodes)')
   median = statistics.median(rates)  # the headline; its_mean below is all timed iterations / time
   result = _context(cfg, objective)

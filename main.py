@@ -111,7 +111,8 @@ flags.DEFINE_bool('jit_compile', None, 'Compile the training step with XLA (eval
                   'uses it: its compile time does not pay back over a few calls).')
 # Test mode.
 flags.DEFINE_integer('test_iter', -1, 'Checkpoint iteration to evaluate (-1: the best validated, '
-                     'else the latest; -2: the latest).')
+                     'else the latest; -2: the latest; N: iteration N, its results beside the '
+                     'selected model\'s as <name>.iter<N>.json).')
 flags.DEFINE_bool('test_set', False, 'Evaluate on the test tasks (False: validation tasks).')
 flags.DEFINE_integer('train_update_batch_size', None, 'Test mode: the K the run was trained with.')
 flags.DEFINE_float('train_update_lr', None, 'Test mode: the alpha the run was trained with.')

@@ -162,7 +162,9 @@ def adaptation_returns(cfg: RLConfig, envs, algo: rl.MamlTrpo, tasks: np.ndarray
 def evaluate_rl(cfg: RLConfig, run_dir: str, test_iter: int = -1) -> dict:
   """Fig. 5 numbers of a run (the random baseline needs no run): writes and returns results/fig5.json.
 
-  test_iter: -1 the best training return (the paper's choice), -2 the latest checkpoint.
+  test_iter: -1 the best training return (the paper's choice), -2 the latest checkpoint, N the
+    checkpoint of iteration N. Any but -1 writes results/fig5.iter<N>.json beside fig5.json, so the
+    file the report reads always holds the paper's choice.
   """
   envs, policy, algo = build(cfg)
   iteration = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -173,6 +175,12 @@ def evaluate_rl(cfg: RLConfig, run_dir: str, test_iter: int = -1) -> dict:
     if path is None:
       raise RunError(f'no checkpoint in {directory}; train the row first: python main.py '
                      f'--experiment={cfg.name} --logdir={os.path.dirname(run_dir) or "."}')
+    if test_iter >= 0:
+      kept = tf.train.get_checkpoint_state(run_dir).all_model_checkpoint_paths
+      path = next((p for p in kept if p.endswith(f'-{test_iter}')), None)
+      if path is None:
+        raise RunError(f'no checkpoint of iteration {test_iter} in {run_dir}; it holds: '
+                       f'{", ".join(os.path.basename(p) for p in kept)}')
     tf.train.Checkpoint(policy=policy, iteration=iteration).restore(path).expect_partial()
   tuning = {}
   if cfg.test_lr_grid and cfg.test_steps:
@@ -197,7 +205,9 @@ def evaluate_rl(cfg: RLConfig, run_dir: str, test_iter: int = -1) -> dict:
             'per_task': returns.tolist(), 'published': list(cfg.published), 'source': cfg.source,
             'commit': utils.git_commit()}
   os.makedirs(os.path.join(run_dir, 'results'), exist_ok=True)
-  utils.write_json(os.path.join(run_dir, RESULTS), result)
+  out = (RESULTS if test_iter == -1 or path is None
+         else f'{RESULTS[:-len(".json")]}.iter{int(iteration)}.json')
+  utils.write_json(os.path.join(run_dir, out), result)
   logging.info('%s: average return after 0..%d steps %s (published %s)', cfg.name, cfg.test_steps,
                utils.format_steps(mean, '{:.1f}'), list(cfg.published))
   return result

@@ -571,7 +571,9 @@ def evaluate(cfg: Config, run_dir: str, *, split: str = 'test', test_iter: int =
     model_dir: the run whose checkpoint is evaluated (default run_dir; a row with model_from
       evaluates another row's run and keeps its results in its own run_dir).
 
-  Returns one result dict per K, also written to run_dir/results/<split>_K<K>.json.
+  Returns one result dict per K, also written to run_dir/results/<split>_K<K>.json; with test_iter
+  other than -1 to <split>_K<K>.iter<N>.json beside it (N: the checkpoint's iteration), so the file
+  the reports read always holds the model the protocol selects.
   """
   setup, path = restore_for_eval(cfg, model_dir or run_dir, test_iter)
   out_dir = os.path.join(run_dir, 'results')
@@ -620,8 +622,10 @@ def evaluate(cfg: Config, run_dir: str, *, split: str = 'test', test_iter: int =
                       for p in cfg.published if p.shots == k and p.step <= cfg.test_num_updates
                       and p.transductive == cfg.transductive],
     }
-    out_path = _results_path(out_dir, utils.results_name(split, k, cfg.transductive),
-                             cfg.num_test_tasks)
+    name = utils.results_name(split, k, cfg.transductive)
+    if test_iter != -1:  # a checkpoint picked by hand never replaces the selected model's results
+      name = f'{name[:-len(".json")]}.iter{int(setup.iteration)}.json'
+    out_path = _results_path(out_dir, name, cfg.num_test_tasks)
     if cfg.datasource == 'sinusoid':
       result['curves'] = sinusoid_curves(setup, curves_fn, k, lr,
                                          out_path[:-len('.json')] + '_curves.npz')

@@ -134,6 +134,20 @@ def test_a_smaller_evaluation_never_replaces_a_larger_one(tmp_path):
   assert read('test_K5.json')['update_lr'] == 0.5  # as many tasks: the newer evaluation wins
 
 
+def test_a_hand_picked_checkpoint_never_replaces_the_selected_models_results(tmp_path):
+  cfg = experiments.get('sinusoid_maml').replace(metatrain_iterations=40, checkpoint_every=20,
+                                                 jit_compile=False, num_test_tasks=4)
+  trainer.train(cfg, str(tmp_path))
+  results = tmp_path / 'results'
+  trainer.evaluate(cfg, str(tmp_path), split='test', shots=(5,))
+  trainer.evaluate(cfg, str(tmp_path), split='test', shots=(5,), test_iter=20)
+  trainer.evaluate(cfg, str(tmp_path), split='test', shots=(5,), test_iter=-2)  # the latest
+  read = lambda name: json.loads((results / name).read_text())
+  assert read('test_K5.json')['iteration'] == 40
+  assert read('test_K5.iter20.json')['iteration'] == 20
+  assert read('test_K5.iter40.json')['iteration'] == 40
+
+
 def test_steps_per_call_changes_speed_not_results(tmp_path):
   """Looped calls (with remainders before every log, checkpoint and the pretrain -> MAML switch)
   train the same weights as one update per call."""

@@ -115,6 +115,19 @@ def test_mujoco_plumbing(tmp_path, env):
   assert np.all(np.isfinite(result['mean'])) and len(result['mean']) == 4
 
 
+def test_a_hand_picked_checkpoint_never_replaces_the_fig5_results(tmp_path):
+  cfg = small('rl_navigation_maml', iterations=4, test_tasks=2)
+  rl_trainer.train_rl(cfg, str(tmp_path))
+  best = rl_trainer.evaluate_rl(cfg, str(tmp_path))
+  read = lambda name: json.loads((tmp_path / 'results' / name).read_text())
+  assert rl_trainer.evaluate_rl(cfg, str(tmp_path), test_iter=2)['iteration'] == 2
+  assert rl_trainer.evaluate_rl(cfg, str(tmp_path), test_iter=-2)['iteration'] == 4
+  assert read('fig5.json')['iteration'] == best['iteration']
+  assert read('fig5.iter2.json')['iteration'] == 2 and read('fig5.iter4.json')['iteration'] == 4
+  with pytest.raises(rl_trainer.RunError, match='no checkpoint of iteration 3'):
+    rl_trainer.evaluate_rl(cfg, str(tmp_path), test_iter=3)
+
+
 def test_resuming_with_another_configuration_is_refused(tmp_path):
   cfg = small('rl_navigation_maml', iterations=1)
   rl_trainer.train_rl(cfg, str(tmp_path))

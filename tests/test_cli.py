@@ -257,6 +257,20 @@ def test_validation_keeps_the_best_checkpoint_and_test_mode_uses_it(tmp_path):
   assert int(latest.iteration) == 60
 
 
+def test_a_validation_tie_selects_the_later_checkpoint(tmp_path, monkeypatch):
+  """A saturated validation set (every checkpoint at 100%) selects the checkpoint trained longest."""
+  cfg = experiments.get('sinusoid_maml').replace(
+      metatrain_iterations=60, val_every=20, num_val_tasks=10, checkpoint_every=20,
+      print_every=20, jit_compile=False)
+  monkeypatch.setattr(trainer, '_run_tasks', lambda fn, chunks, lr: {
+      'metric': np.zeros((cfg.report_step + 1, cfg.num_val_tasks))})
+  trainer.train(cfg, str(tmp_path))
+  curve = json.loads((tmp_path / 'validation.json').read_text())['curve']
+  assert curve == {'20': 0.0, '40': 0.0, '60': 0.0}
+  setup, path = trainer.restore_for_eval(cfg, str(tmp_path))
+  assert int(setup.iteration) == 60 and '/best/' in path
+
+
 def test_a_validating_row_without_a_best_checkpoint_is_not_evaluated_silently(tmp_path):
   """No fallback to the latest checkpoint where the best-validated one is missing."""
   cfg = experiments.get('sinusoid_maml').replace(

@@ -372,9 +372,14 @@ def _train_locked(cfg: Config, run_dir: str, strategy, resume: bool, log_summari
           now = time.perf_counter()
           rate = (it - it_print) / max(now - t_print, 1e-9)
           eta = (total - it) / max((it - start) / (now - t_start), 1e-9)
-          logging.info('iter %d/%d (%.1f%%) %s | pre-update loss %.4f | post-update loss %.4f | '
-                       '%.3g it/s | ETA %s', it, total, 100 * it / total, objective,
-                       values['pre_loss'], values['post_loss'], rate, utils.format_duration(eta))
+          if cfg.method in METRIC_METHODS:  # no inner loop: one query loss
+            losses = 'query loss %.4f' % values['loss']
+          else:
+            losses = 'pre-update loss %.4f | post-update loss %.4f' % (values['pre_loss'],
+                                                                      values['post_loss'])
+          label = cfg.method if objective == 'maml' else objective
+          logging.info('iter %d/%d (%.1f%%) %s | %s | %.3g it/s | ETA %s', it, total,
+                       100 * it / total, label, losses, rate, utils.format_duration(eta))
           if writer is not None:
             with writer.as_default(step=it):
               tf.summary.scalar('perf/iterations_per_second', rate)

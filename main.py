@@ -42,6 +42,12 @@ flags.DEFINE_enum('datasource', None, list(experiments.DATASOURCES),
                   'Picks the datasource\'s default row when --experiment is not given.')
 flags.DEFINE_bool('train', True, 'True: meta-train; False: meta-test a trained run.')
 flags.DEFINE_bool('benchmark', False, 'Measure it/s, compile time and peak memory; no training.')
+flags.DEFINE_enum('queue', None, ['pending', 'status', 'restore', 'export', 'save'],
+                  'The run queue (results/queue.txt, scripts/continue_runs.sh): list the rows not '
+                  'done, show how far each got, restore --experiment\'s committed checkpoint into '
+                  '--logdir, export its trained and evaluated run to results/<row>/, or save the '
+                  'running row\'s latest checkpoint to results/<row>/checkpoint/.')
+flags.DEFINE_string('results_dir', 'results', 'The committed results (one folder per row) and the queue.')
 flags.DEFINE_string('report', None, 'Print (and draw) a group\'s published-vs-reproduced table: sinusoid, omniglot, '
                     'miniimagenet, experiments, benchmark (speed vs other implementations).')
 # Training overrides (None keeps the row's value). Original names and meanings.
@@ -218,6 +224,47 @@ def _run_rl(test_mode: bool) -> int:
   return 0
 
 
+def _queue(action: str) -> int:
+  """The run queue's steps (run_queue.py); scripts/continue_runs.sh chains them."""
+  import run_queue
+  results = FLAGS.results_dir
+
+  def run_dirs(row):  # (the run it trains, the run whose model it evaluates)
+    if run_queue.is_rl(row):
+      return (os.path.join(FLAGS.logdir, row),) * 2
+    cfg, run_dir = resolve(False, row)
+    return run_dir, resolve(False, cfg.model_from)[1] if cfg.model_from else run_dir
+
+  if action == 'pending':
+    print('\n'.join(run_queue.pending(results)))
+  elif action == 'status':
+    print('\n'.join(run_queue.status_lines(
+        results, {row: run_dirs(row)[1] for row in run_queue.read_queue(results)})))
+  elif action == 'save':
+    running = [r for r in run_queue.pending(results)
+               if run_queue.has_checkpoint(run_dirs(r)[1])]
+    if not running:
+      print(f'nothing to save: no unfinished row of {results}/queue.txt has a checkpoint in '
+            f'{FLAGS.logdir}')
+    for row in running:
+      it = run_queue.save_snapshot(results, row, run_dirs(row)[1])
+      print(f'{row}: iteration {it} saved to {results}/{row}/{run_queue.SNAPSHOT_DIR}/ (commit it)')
+  else:
+    row = FLAGS.experiment
+    if row is None:
+      raise ConfigError(f'--queue={action} needs --experiment=<row>')
+    run_dir, model_dir = run_dirs(row)
+    if action == 'restore':
+      it = run_queue.restore(results, row, model_dir)
+      if it is not None:
+        print(f'{row}: resuming from the committed checkpoint of iteration {it}')
+    else:
+      info = run_queue.export(results, row, run_dir, model_dir)
+      print(f'{row}: exported to {results}/{row}/ ({info["trained_iterations"]} iterations, tested '
+            f'iteration {info["tested_iteration"]})')
+  return 0
+
+
 def _until_stopped(train) -> int:
   """Runs train() with Ctrl-C and SIGTERM (schedulers, `kill`) asking it to save and stop after the
   current iteration (a second signal interrupts at once); returns the exit status."""
@@ -249,9 +296,12 @@ def main(argv):
       lambda record: 'FeatureConnector.dtype` is deprecated' not in str(record.msg))
   # Imported here so --help stays fast and flag errors come before TensorFlow starts.
   import image_datasets
+  import run_queue
   import tensorflow as tf
   import trainer
   try:
+    if FLAGS.queue:
+      return _queue(FLAGS.queue)
     if FLAGS.report:
       import report
       report.write_report(FLAGS.report, FLAGS.logdir)
@@ -293,7 +343,7 @@ def main(argv):
       trainer.evaluate(cfg, run_dir, split='test' if FLAGS.test_set else 'val',
                        test_iter=FLAGS.test_iter, shots=shots, update_lr=FLAGS.update_lr,
                        model_dir=model_dir)
-  except (ConfigError, trainer.RunError, image_datasets.DataError) as e:
+  except (ConfigError, trainer.RunError, image_datasets.DataError, run_queue.QueueError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
   except KeyboardInterrupt:

@@ -20,7 +20,7 @@ import data_generator
 from experiments import RLConfig
 import rl
 import rl_envs
-from trainer import RunError
+from trainer import EXPORTED_DIR, RunError
 import utils
 
 CONFIG_FILE, CURVE_FILE, BEST_DIR, RESULTS = 'config.json', 'curve.json', 'best', 'results/fig5.json'
@@ -171,6 +171,8 @@ def evaluate_rl(cfg: RLConfig, run_dir: str, test_iter: int = -1) -> dict:
   path = None
   if cfg.method != 'random':
     directory = os.path.join(run_dir, BEST_DIR) if test_iter == -1 else run_dir
+    if test_iter == -1 and not os.path.isdir(directory):  # an exported results/<row>/ (run_queue.py)
+      directory = os.path.join(run_dir, EXPORTED_DIR)
     path = tf.train.latest_checkpoint(directory)
     if path is None:
       raise RunError(f'no checkpoint in {directory}; train the row first: python main.py '
@@ -197,7 +199,10 @@ def evaluate_rl(cfg: RLConfig, run_dir: str, test_iter: int = -1) -> dict:
   returns = adaptation_returns(cfg, envs, algo, tasks, np.random.default_rng(cfg.test_seed + 1000))
   mean, ci95 = utils.mean_and_ci95(returns)
   result = {'experiment': cfg.name, 'env': cfg.env, 'method': cfg.method,
-            'iteration': int(iteration), 'checkpoint': path, 'num_tasks': cfg.test_tasks,
+            'iteration': int(iteration), 'checkpoint': path and os.path.relpath(path, run_dir),
+            'selection_rule': (cfg.selection_rule if test_iter == -1
+                               else f'picked by hand: --test_iter={test_iter}'),
+            'num_tasks': cfg.test_tasks,
             'trajectories_per_task': cfg.test_per_task, 'test_lr': cfg.test_lr,
             'test_later_lr_factor': cfg.test_later_lr_factor,
             'tuning': {f'{lr:g}': v for lr, v in tuning.items()},

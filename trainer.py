@@ -33,6 +33,8 @@ CONFIG_FILE = 'config.json'
 CKPT_PREFIX = 'ckpt'
 BEST_DIR = 'best'            # the checkpoint with the best validation metric (model selection)
 VAL_FILE = 'validation.json'  # the validation curve: iteration -> metric at report_step
+TRAIN_CURVE = 'train.csv'     # the training losses at every summary step
+EXPORTED_DIR = 'model'        # the tested weights of a row exported to results/<row>/ (run_queue.py)
 MAX_CHECKPOINTS = 10  # as the original Saver(max_to_keep=10)
 LOCK_FILE = 'train.lock'  # held by the process training the run
 
@@ -298,6 +300,7 @@ def _train_locked(cfg: Config, run_dir: str, strategy, resume: bool, log_summari
     ckpt.restore(manager.latest_checkpoint).assert_consumed()
     logging.info('resumed %s at iteration %d', manager.latest_checkpoint, int(setup.iteration))
   start = it = int(setup.iteration)
+  curve = _TrainCurve(os.path.join(run_dir, TRAIN_CURVE), it)
   total = cfg.total_iterations
   if it >= total:
     logging.info('%s already trained to iteration %d', run_dir, it)
@@ -338,6 +341,7 @@ def _train_locked(cfg: Config, run_dir: str, strategy, resume: bool, log_summari
     saved = it
 
   def write_summaries(values):
+    curve.add(it, values)
     if writer is None:
       return
     with writer.as_default(step=it):
@@ -405,6 +409,25 @@ def _train_locked(cfg: Config, run_dir: str, strategy, resume: bool, log_summari
   return it
 
 
+class _TrainCurve:
+  """<run>/train.csv: iteration, pre_loss, post_loss, loss at every summary step. A resumed run first
+  drops the lines past its checkpoint, so the file always matches the iterations really kept."""
+  FIELDS = ('iteration', 'pre_loss', 'post_loss', 'loss')
+
+  def __init__(self, path: str, iteration: int):
+    self.path = path
+    lines = []
+    if os.path.exists(path):
+      with open(path) as f:
+        lines = [l for l in f.read().splitlines()[1:] if l and int(l.split(',', 1)[0]) <= iteration]
+    with open(path, 'w') as f:
+      f.write('\n'.join([','.join(self.FIELDS)] + lines) + '\n')
+
+  def add(self, iteration: int, values: dict) -> None:
+    with open(self.path, 'a') as f:
+      f.write(','.join([str(iteration)] + [f'{values[k]:.6g}' for k in self.FIELDS[1:]]) + '\n')
+
+
 def _next_event(cfg: Config, it: int) -> int:
   """The first iteration after `it` at which the loop logs, validates, saves or switches objective."""
   events = [cfg.total_iterations]
@@ -457,8 +480,8 @@ class _Validator:
 
   def better(self, a: float, b: float) -> bool:
     # A tie goes to the later checkpoint: a saturated validation set (100% on Omniglot 5-way's 100
-    # tasks) cannot rank its checkpoints, and the later one has trained longer. Meta-SGD's first
-    # 100% (18k) tested 98.57, its last (39k) 99.37: see the README's decisions table.
+    # tasks) cannot rank its checkpoints, and the later one has trained longer
+    # (docs/image-classification.md). Config.selection_rule states this rule with every result.
     return a >= b if self.cfg.metric == 'accuracy' else a <= b
 
   def validate(self, iteration: int) -> float:
@@ -491,7 +514,10 @@ def restore_for_eval(cfg: Config, run_dir: str, test_iter: int = -1) -> tuple[Se
   """
   setup = build(cfg)
   if test_iter < 0:
-    best = tf.train.latest_checkpoint(os.path.join(run_dir, BEST_DIR)) if test_iter == -1 else None
+    # results/<row>/model/ holds only the tested weights, exported by run_queue from best/ (or the
+    # final checkpoint of a row that does not validate): it is the selected model.
+    best = (tf.train.latest_checkpoint(os.path.join(run_dir, BEST_DIR))
+            or tf.train.latest_checkpoint(os.path.join(run_dir, EXPORTED_DIR))) if test_iter == -1 else None
     path = best or tf.train.latest_checkpoint(run_dir)
     if path is not None and best is None and test_iter == -1 and cfg.val_every:
       raise RunError(f'{run_dir} has no best-validated checkpoint in {BEST_DIR}/ yet (the row '
@@ -622,9 +648,13 @@ def evaluate(cfg: Config, run_dir: str, *, split: str = 'test', test_iter: int =
         'tasks_sha256': digest.hexdigest(),
         'steps': list(range(cfg.test_num_updates + 1)),
         'mean': mean.tolist(), 'ci95': ci95.tolist(),
-        'median': np.median(per_task['metric'], axis=1).tolist(),
+        # A diverged task (NaN) counts as the worst one, so the median stays that of all the tasks.
+        'median': np.median(np.where(np.isnan(per_task['metric']),
+                                     np.inf if cfg.metric == 'mse' else -np.inf,
+                                     per_task['metric']), axis=1).tolist(),
         'num_nonfinite': nonfinite.tolist(),
         'checkpoint': os.path.relpath(path, run_dir), 'iteration': int(setup.iteration),
+        'selection_rule': cfg.selection_rule if test_iter == -1 else f'picked by hand: --test_iter={test_iter}',
         'eval_seed': cfg.eval_seed, 'seed': cfg.seed, 'commit': utils.git_commit(),
         'published': [dict(dataclasses.asdict(p), reproduced=mean[p.step], reproduced_ci95=ci95[p.step])
                       for p in cfg.published if p.shots == k and p.step <= cfg.test_num_updates

@@ -76,7 +76,12 @@ def target_iterations(row: str) -> int:
           else experiments.get(row).total_iterations)
 
 
-def selection_rule(row: str) -> str:
+def selection_rule(row: str, run_dir: str | None = None) -> str:
+  """The rule that picks the tested checkpoint: the run's own config's, else the table row's."""
+  path = os.path.join(run_dir, 'config.json') if run_dir else ''
+  if os.path.exists(path):
+    kind = experiments.RLConfig if is_rl(row) else experiments.Config
+    return kind.from_dict(utils.read_json(path)).selection_rule
   return (experiments.get_rl(row) if is_rl(row) else experiments.get(row)).selection_rule
 
 
@@ -179,7 +184,8 @@ def save_snapshot(results_dir: str, row: str, run_dir: str) -> int:
     build.iteration = it
 
   _replace_dir(build, os.path.join(results_dir, row, SNAPSHOT_DIR))
-  _write_run_info(results_dir, row, trained=build.iteration, done=False)
+  _write_run_info(results_dir, row, trained=build.iteration, done=False,
+                  rule=selection_rule(row, run_dir))
   _export_curves(run_dir, os.path.join(results_dir, row))
   return build.iteration
 
@@ -249,16 +255,17 @@ def export(results_dir: str, row: str, run_dir: str, model_run_dir: str | None =
 
   build.tested = None
   _replace_dir(build, out)
-  return _write_run_info(results_dir, row, trained=trained, done=True, tested=build.tested)
+  return _write_run_info(results_dir, row, trained=trained, done=True, tested=build.tested,
+                         rule=selection_rule(row, model_run_dir))
 
 
-def _write_run_info(results_dir: str, row: str, *, trained: int, done: bool,
+def _write_run_info(results_dir: str, row: str, *, trained: int, done: bool, rule: str,
                     tested: int | None = None) -> dict:
   data_flag = '' if is_rl(row) or experiments.get(row).datasource == 'sinusoid' else ' --data_dir=DIR'
   evaluate = ('' if is_rl(row) else ' --test_set=True')
   info = {
       'row': row, 'done': done, 'trained_iterations': trained, 'target_iterations': target_iterations(row),
-      'selection_rule': selection_rule(row), 'tested_iteration': tested,
+      'selection_rule': rule, 'tested_iteration': tested,
       'train_command': f'bash scripts/continue_runs.sh  # or: python main.py --experiment={row}{data_flag}',
       'evaluate_command': (f'python main.py --experiment={row} --train=False{evaluate} '
                            f'--logdir={results_dir}{data_flag}'),

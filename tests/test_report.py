@@ -149,12 +149,12 @@ def test_unknown_group_lists_the_known_ones(tmp_path):
     report.write_report('cifar', str(tmp_path))
 
 
-def test_readme_embeds_the_generated_experiments_table():
-  readme = (pathlib.Path(__file__).resolve().parents[1] / 'README.md').read_text()
+def test_docs_embed_the_generated_experiments_table():
+  page = (pathlib.Path(__file__).resolve().parents[1] / 'docs' / 'experiments.md').read_text()
   start, end = '<!-- experiments-table:start -->\n', '<!-- experiments-table:end -->'
-  embedded = readme.split(start, 1)[1].split(end, 1)[0]
+  embedded = page.split(start, 1)[1].split(end, 1)[0]
   assert embedded == report.experiments_table(), (
-      'README.md is out of date: paste the output of python main.py --report=experiments')
+      'docs/experiments.md is out of date: paste the output of python main.py --report=experiments')
   for name in experiments.EXPERIMENTS:
     assert f'`{name}`' in embedded
 

@@ -155,6 +155,17 @@ class Config:
     return self.pretrain_iterations + self.metatrain_iterations
 
   @property
+  def selection_rule(self) -> str:
+    """Which checkpoint is tested: fixed by the row's fields before any test run, and written next
+    to every result (trainer._Validator applies it)."""
+    if not self.val_every:
+      return 'the final checkpoint (the row does not validate)'
+    better = 'highest' if self.metric == 'accuracy' else 'lowest'
+    return (f'{better} validation {self.metric} after {self.report_step} steps on {self.num_val_tasks} '
+            f'fixed validation tasks (K={self.val_shots}), validated every {self.val_every} iterations; '
+            'a tie goes to the later checkpoint')
+
+  @property
   def input_dim(self) -> int:
     """x, plus amplitude and phase for the oracle."""
     return 3 if self.baseline == 'oracle' else 1
@@ -298,11 +309,9 @@ class Config:
 
 _TABLE2 = 'paper App. C Table 2 (5-shot MSE after 1/5/10 steps)'
 _ALPHA_CHOICE = (
-    'alpha = 0.001, the original code\'s flag default (its README command sets no --update_lr), not '
-    'the paper text\'s 0.01 (§5.1): measured here over 3 seeds, 0.001 reproduces App. C Table 2 '
-    '(5-shot MSE falls steadily to ~0.29 after 10 steps), while with 0.01 two of three seeds have '
-    '5-shot tasks whose fine-tuning diverges after 3+ steps (mean MSE 1.5 to inf). The paper value '
-    'is row sinusoid_maml_paper_alpha, or --update_lr=0.01')
+    'alpha = 0.001, the original code\'s flag default, not the paper text\'s 0.01 (§5.1), since 0.001 '
+    'reproduces App. C Table 2 and 0.01 makes the fine-tuning of some 5-shot tasks diverge; row '
+    'sinusoid_maml_paper_alpha or --update_lr=0.01 keeps the paper\'s (docs/sinusoid.md#inner-step-size)')
 
 _SINUSOID = Config(
     name='sinusoid_maml',
@@ -311,7 +320,8 @@ _SINUSOID = Config(
     choices=(
         _ALPHA_CHOICE,
         'FC weights truncated_normal(std=0.01), biases 0, as the original construct_fc_weights',
-        'query MSE is reported at every step 0..10; the original reported the support loss at step 0',
+        'query MSE is reported at every step 0..10, so step 0 measures what steps 1..10 do (the '
+        'original reported the support loss at step 0)',
     ),
     # A step takes microseconds: 100 updates per compiled call (same updates, 2-3x the speed), and
     # one thread per op (measured: XLA splitting these tiny ops over 2 cores made every other
@@ -325,7 +335,8 @@ EXPERIMENTS: dict[str, Config] = {c.name: c for c in (
     _SINUSOID,
     _SINUSOID.replace(
         name='sinusoid_maml_paper_alpha', update_lr=0.01,
-        choices=('alpha = 0.01 as the paper text (§5.1), kept to compare with the code default',)
+        choices=('alpha = 0.01 as the paper text (§5.1), kept to compare with the code default '
+                 '(docs/sinusoid.md#inner-step-size)',)
         + _SINUSOID.choices[1:]),
     _SINUSOID.replace(
         name='sinusoid_pretrained', pretrain_iterations=70_000, metatrain_iterations=0,
@@ -335,7 +346,9 @@ EXPERIMENTS: dict[str, Config] = {c.name: c for c in (
                'step size"; cbfinn/maml README command (--pretrain_iterations=70000 '
                '--metatrain_iterations=0)',
         choices=('the test step size is chosen per K from the grid by the mean query MSE over '
-                 'steps 1..10 on num_tune_tasks validation tasks (never the test tasks)',) + _SINUSOID.choices[1:],
+                 'steps 1..10 on num_tune_tasks validation tasks (never the test tasks), as the paper '
+                 'tunes it "automatically" (docs/sinusoid.md#pretrained-baseline)',)
+        + _SINUSOID.choices[1:],
         published=(Published(5, 1, 2.41, source=_TABLE2), Published(5, 5, 2.23, source=_TABLE2),
                    Published(5, 10, 2.19, source=_TABLE2))),
     _SINUSOID.replace(
@@ -354,12 +367,13 @@ _TABLE1 = 'paper Table 1'
 _OMNI_SOURCE = (f'{PAPER} §5.2, App. A.1; cbfinn/maml main.py docstring (Omniglot commands, 60000 '
                 'iterations since commit a7f45f1)')
 _IMAGE_CHOICES = (
-    'loss: softmax cross-entropy summed over the set and divided by K, as the original xent (so '
-    'alpha means the original --update_lr; with a mean cross-entropy the same step is N * alpha)',
+    'loss: softmax cross-entropy summed over the set and divided by K, as the original xent, so '
+    'alpha means the original --update_lr (with a mean cross-entropy the same step is N * alpha)',
     'batch norm with the statistics of each batch at train and test, beta only, kept out of the '
     'inner loop (original tf.contrib batch_norm defaults); --adapt_norm=True adapts it too',
     'the model tested is the checkpoint with the best validation accuracy at report_step (the '
-    'paper: early stopping on validation); --test_iter picks another',
+    'paper: early stopping on validation), fixed before any test run (selection_rule); --test_iter '
+    'picks another (docs/image-classification.md#model-selection)',
 )
 _OMNIGLOT = Config(
     name='omniglot_5way_1shot', datasource='omniglot', metric='accuracy', num_classes=5,
@@ -370,7 +384,7 @@ _OMNIGLOT = Config(
     source=_OMNI_SOURCE,
     choices=_IMAGE_CHOICES + (
         'the 5-shot cell is the 1-shot model tested at K=5, as the original (cbfinn/maml issue #3); '
-        'rows *_5shot train at K=5 as well',
+        'rows *_5shot train at K=5 as well (docs/image-classification.md#omniglot)',
         'accuracy reported after 3 steps for 5-way and 5 for 20-way (App. A.1); all of 0..10 are '
         'in the results',
         'character split 1100 train / 100 validation / 423 test, seeded as the original (the '
@@ -386,8 +400,8 @@ _MINI = _OMNIGLOT.replace(
            'shipped checkpoint (cls_5.mbs_4.ubs_1.numstep5.updatelr0.01hidden32maxpoolbatchnorm)',
     choices=_IMAGE_CHOICES + (
         'model selection on 600 validation tasks every 2,000 iterations (the test protocol, 1 query '
-        'per class); 100 tasks (a CI of about +-4.6 points) ranked checkpoints by noise: the best '
-        'of them scored 5 points more on validation and no more on test; --num_val_tasks, --val_every',
+        'per class), since 100 tasks (a CI of about +-4.6 points) ranked checkpoints by noise; '
+        '--num_val_tasks, --val_every (docs/image-classification.md#model-selection)',
         '15 query images per class at training, K at test (the original: update_batch_size*2 '
         'images per class at test, so 1 query per class for 1-shot); --test_query_size changes it',
         'meta-gradient clipped to [-10, 10] at the original\'s loss scale',
@@ -438,13 +452,14 @@ _BASELINE = _MINI.replace(
     source=f'{PAPER} Table 1 baselines, from Ravi & Larochelle 2017 (ICLR) §5',
     choices=('the classifier is the row\'s conv4 with one output per meta-training class, trained '
              'with Adam on batches of 64 images for pretrain_iterations (an epoch is 600 '
-             'iterations); the original settings of Ravi & Larochelle are not in the reference',
+             'iterations), since Ravi & Larochelle\'s own settings are not in the reference '
+             '(docs/image-classification.md#the-fine-tuning-and-nearest-neighbour-baselines)',
              'fine-tuning: a zero N-way head, every parameter but batch norm fine-tuned by SGD on '
              'the support set, alpha tuned per K on validation tasks, accuracy after 10 steps',
-             'nearest neighbour: cosine distance between backbone features (the head\'s input). '
-             'The reference does not name R&L\'s distance; cosine matches their numbers: with the '
-             'same classifier, 200 test tasks, 1-shot / 5-shot: cosine 40.7 / 51.6, Euclidean '
-             '30.6 / 39.0 (published 41.08 / 51.04); --nn_distance=euclidean keeps the other',
+             'nearest neighbour: cosine distance between backbone features (the head\'s input), '
+             'since the reference does not name R&L\'s distance and cosine matches their numbers '
+             'while Euclidean does not; --nn_distance=euclidean keeps the other '
+             '(docs/image-classification.md#the-fine-tuning-and-nearest-neighbour-baselines)',
              'one classifier serves the four baseline rows (model_from): the 1-shot fine-tuning '
              'row trains it, the others evaluate it'),
     published=(Published(1, 10, 28.86, 0.54, _R_AND_L),))
@@ -466,7 +481,7 @@ EXPERIMENTS.update({c.name: c for c in (
 
 # --- ANIL (Raghu et al. 2020, "Rapid Learning or Feature Reuse?"): only the head adapts --------------
 
-_ANIL = 'ANIL paper Table 2 (via the learn2learn ANIL tutorial; ../shared/reference/paper-protocol.md §3d)'
+_ANIL = 'ANIL paper Table 2 (via the learn2learn ANIL tutorial)'
 _ANIL_CHOICES = ('the original MAML rows\' settings with only the head in the inner loop (ANIL\'s '
                  'own runs followed MAML\'s hyperparameters)',)
 ANIL_ROWS = ('omniglot_20way_1shot_anil', 'omniglot_20way_5shot_anil', 'miniimagenet_5way_1shot_anil',
@@ -483,36 +498,32 @@ EXPERIMENTS.update({
 
 # --- The wider family (issue 6): Reptile, Meta-SGD, MAML++, Prototypical and Matching networks -------
 
-_REPTILE = ('Nichol, Achiam, Schulman 2018 (arXiv 1803.02999v3) Table 1/2, via '
-            '../shared/reference/paper-protocol.md §3b')
+_REPTILE = 'Nichol, Achiam, Schulman 2018 (arXiv 1803.02999v3) Table 1/2'
 _REPTILE_CHOICES = (
     'openai/supervised-reptile README commands: inner Adam (beta1 = 0, lr 1e-3) on minibatches of '
     '10 from 10 (Omniglot) / 15 (MiniImagenet) training shots per class, 5 / 8 inner steps, meta-'
     'batch 5, epsilon 1 annealed linearly to 0 over 100k iterations; at test 50 Adam steps on '
     'minibatches of at most 5 (Omniglot) / 15 (MiniImagenet) support examples',
     'one run serves K = 1 and 5 (the original trains both with the same command but --shots)',
-    'the MAML row\'s conv4 ending as the original Reptile model (flatten, Glorot-uniform dense head: '
-    'conv_head=flatten; with the MAML Omniglot head, N(0, 1) after average pooling, inner Adam at '
-    'lr 1e-3 barely moves the head and validation stalled at ~75% over 6k-20k iterations) and the '
-    'MAML row\'s data (1100/100/423 characters, rotations per task, validation for model '
-    'selection), not the original\'s 1200 rotated training characters',
-    'inner Adam moments kept across tasks and into evaluation, as the original (its optimizer slots '
-    'are never reset); the tasks of a meta-batch adapt side by side from the same moments, which '
-    'then move to their mean (the original: one task after another). With a fresh Adam per task '
-    '(sign-like first steps) validation stalled at ~75%. Normalization parameters adapted in the '
-    'inner loop, as the original',
+    'the MAML row\'s conv4 ending as the original Reptile model (conv_head=flatten: flatten, '
+    'Glorot-uniform dense head), since inner Adam barely moves the MAML Omniglot head; the MAML '
+    'row\'s data (1100/100/423 characters, rotations per task, validation for model selection), '
+    'not the original\'s 1200 rotated training characters (docs/family.md#reptile)',
+    'inner Adam moments kept across tasks and into evaluation, as the original (the tasks of a '
+    'meta-batch adapt side by side from the same moments, which then move to their mean), since a '
+    'fresh Adam per task stalls training; normalization parameters adapted in the inner loop, as '
+    'the original (docs/family.md#reptile)',
     'reported non-transductive (each query with the support set; the paper\'s main number); '
     '--transductive=True gives the transductive one (results file without the _nontransductive suffix)',
 )
-_METASGD = ('Li, Zhou, Chen, Li 2017 (arXiv 1707.09835), via ../shared/reference/paper-protocol.md '
-            '§3d')
+_METASGD = 'Li, Zhou, Chen, Li 2017 (arXiv 1707.09835)'
 _METASGD_CHOICES = (
     'Meta-SGD: a meta-learned step size per parameter entry (initialized at alpha, as learn2learn; '
     'the paper draws them from U[0.005, 0.1]), one inner step at training and the reported test '
-    'step; otherwise the MAML row\'s settings (the paper\'s own meta-batch and iterations are not in '
-    'the reference)',)
-_MAMLPP = ('Antoniou, Edwards, Storkey 2019 (ICLR), Table 2, via ../shared/reference/paper-protocol.md '
-           '§3a; configs of AntreasAntoniou/HowToTrainYourMAMLPytorch')
+    'step; otherwise the MAML row\'s settings, since the paper\'s own meta-batch and iterations are '
+    'not in the reference (docs/family.md#meta-sgd)',)
+_MAMLPP = ('Antoniou, Edwards, Storkey 2019 (ICLR), Table 2; configs of '
+           'AntreasAntoniou/HowToTrainYourMAMLPytorch')
 _MAMLPP_CHOICES = (
     'every MAML++ trick on: multi-step loss (annealed over 10 / 15 epochs of 500 iterations), '
     'derivative-order annealing (first order for the first 50 of 100 epochs, the paper; the shipped '
@@ -526,17 +537,17 @@ _MAMLPP_CHOICES = (
     'repo\'s summed / K loss with alpha / N: 0.02 / 0.002',
     'conv4 with max-pooling, 64 (Omniglot) / 48 (MiniImagenet) filters, beta-only batch norm as '
     'the other rows; 5 steps at training and test; a single best-validated model, not the '
-    'top-5 validation ensemble of the MAML++ code',
+    'top-5 validation ensemble of the MAML++ code (docs/family.md#maml)',
 )
-_PROTO = ('Snell, Swersky, Zemel 2017 Table 1/2 (Omniglot; MiniImagenet ± from the paper), via '
-          '../shared/reference/paper-protocol.md §3d')
+_PROTO = 'Snell, Swersky, Zemel 2017 Table 1/2 (Omniglot; MiniImagenet ± from the paper)'
 _MATCHING = ('Vinyals et al. 2016 (Omniglot); MiniImagenet: Ravi & Larochelle 2017\'s re-run (FCE), '
-             'as paper Table 1, via ../shared/reference/paper-protocol.md §3d')
+             'as paper Table 1')
 _METRIC_CHOICES = (
     'the MAML row\'s conv4 without its head as the embedding and the MAML row\'s episodes (5-way '
     'at training too; Snell trained at a higher way: 60 Omniglot, 30/20 MiniImagenet), batch '
     'norm with the statistics of the support and query sets of each task embedded together',
-    'Adam 1e-3, constant; 5 queries per class for Omniglot (Snell, Vinyals), 15 for MiniImagenet',
+    'Adam 1e-3, constant; 5 queries per class for Omniglot (Snell, Vinyals), 15 for MiniImagenet '
+    '(docs/family.md#prototypical-networks)',
 )
 
 
@@ -553,10 +564,9 @@ _REPTILE_FIELDS = dict(
     meta_grad_clip=None, eval_shots=(1, 5), val_every=2000, eval_chunk=20)
 _METRIC_FIELDS = dict(num_updates=0, test_num_updates=0, report_step=0)
 _MATCHING_CHOICES = _METRIC_CHOICES + (
-    'attention softmax_i 10 * cos, not the paper\'s plain cosine (--cosine_scale=1): on ReLU '
-    'features cos lies in [0, 1] and the 5-way softmax stays nearly flat. Omniglot 5w1s validation '
-    'at 500 / 1000 iterations: s=1 82.0 / 86.0 (plateau ~90 to 10k), s=10 95.6 / 95.8, s=100 '
-    '93.6 / 95.2 (this repo, seed 0, 100 tasks); CloserLookFewShot\'s matchingnet.py scales by 100',)
+    'attention softmax_i 10 * cos, not the paper\'s plain cosine (--cosine_scale=1), since on ReLU '
+    'features cos lies in [0, 1] and the 5-way softmax stays nearly flat '
+    '(docs/family.md#matching-networks)',)
 _MAMLPP_MINI = dict(
     inner_lr='per_layer_per_step', per_step_norm=True, multi_step_loss_epochs=15,
     first_order_iterations=25_000, min_meta_lr=1e-5, num_filters=48, meta_batch_size=2,
@@ -654,8 +664,8 @@ DISCREPANCIES = {
 
 RL_METHODS = ('maml', 'pretrained', 'random', 'oracle')
 RL_ENVS = ('navigation', 'cheetah_vel', 'cheetah_dir', 'ant_vel', 'ant_dir')
-_FIG5 = ('paper Fig. 5, values from the original icml/*_results_*.pkl files (mean over 40 test tasks; '
-         '../shared/reference/rl-protocol.md §3)')
+_FIG5 = ('paper Fig. 5, values from the original icml/*_results_*.pkl files (mean over 40 test '
+         'tasks)')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -711,6 +721,14 @@ class RLConfig:
   @property
   def inner_steps(self) -> int:
     return 1 if self.method == 'maml' else 0
+
+  @property
+  def selection_rule(self) -> str:
+    """Which checkpoint is tested (the paper's choice), fixed before any test run."""
+    if self.method == 'random':
+      return 'none (the random policy is not trained)'
+    return ('the highest average training return (post-update for MAML) over the run, as the '
+            'paper evaluates; a tie goes to the earlier iteration')
 
   def replace(self, **changes) -> 'RLConfig':
     names = {f.name for f in dataclasses.fields(self)}
@@ -768,23 +786,27 @@ def _rl_rows(env: str, maml: dict, pretrained: dict, random: dict, oracle: dict,
 
 
 _NAV_CHOICES = (
-    'inner alpha 0.5, the original code\'s and its ICML checkpoint\'s (flr_0.5), not App. A.2\'s 0.1',
+    'inner alpha 0.5, the original code\'s and its ICML checkpoint\'s (flr_0.5), not App. A.2\'s 0.1, '
+    'since the published numbers come from the original\'s runs (docs/rl.md#decisions)',
     '100 meta-iterations as the original script (n_itr=100); the paper trained "up to 500"',
     'reward -||s - g|| (Euclidean, the code) not the text\'s squared distance: the published numbers '
     'come from the code',
     'the pretrained baseline is trained with TRPO on its own samples (no inner step), like the '
     'locomotion ones; the original nav run used Adam on the pre-update surrogate',
     'the pretrained baseline\'s test step size is tuned on 20 validation tasks from a grid around '
-    'the original\'s hand-picked one (TRPO shrinks its std, so the original\'s step overshoots)',
+    'the original\'s hand-picked one, since TRPO shrinks its std and the original\'s step overshoots '
+    '(docs/rl.md#2d-navigation)',
     'the model evaluated is the one with the best average training return (post-update for MAML), '
     'as the paper; --test_iter=-2 evaluates the last')
 _LOCO_CHOICES = _NAV_CHOICES[3:]
 # The published cheetah curves come from the ICML checkpoints that test_maml_cheetah*.py load, whose
 # settings differ from the launcher's defaults (cluster_maml_trpo_cheetah.py: fast batch 20, delta 0.01).
 _CHEETAH_VEL_CHOICE = ('fast batch 10 trajectories per task, the ICML checkpoint\'s '
-                       '(maml1_fbs10_mbs40_flr_0.1_mlr0.01/itr_475.pkl), not the launcher\'s 20')
+                       '(maml1_fbs10_mbs40_flr_0.1_mlr0.01/itr_475.pkl), not the launcher\'s 20, '
+                       'since the published curve comes from it (docs/rl.md#decisions)')
 _CHEETAH_DIR_CHOICE = ('delta = 0.02, the ICML checkpoint\'s (maml1_fbs20_mbs40_flr_0.1_mlr0.02/'
-                       'itr_100.pkl), not the launcher\'s 0.01 (--max_kl=0.01 trains that one)')
+                       'itr_100.pkl), not the launcher\'s 0.01, since the published curve comes '
+                       'from it; --max_kl=0.01 trains the other (docs/rl.md#decisions)')
 _PRETRAINED_GRID = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 
 RL_EXPERIMENTS: dict[str, RLConfig] = {c.name: c for c in (

@@ -653,6 +653,9 @@ def evaluate(cfg: Config, run_dir: str, *, split: str = 'test', test_iter: int =
                                      np.inf if cfg.metric == 'mse' else -np.inf,
                                      per_task['metric']), axis=1).tolist(),
         'num_nonfinite': nonfinite.tolist(),
+        # task by task at the reported step: paired comparisons, and re-checks on the first few tasks
+        'report_step': cfg.report_step,
+        'per_task': [float(f'{v:.6g}') for v in per_task['metric'][cfg.report_step]],
         'checkpoint': os.path.relpath(path, run_dir), 'iteration': int(setup.iteration),
         'selection_rule': cfg.selection_rule if test_iter == -1 else f'picked by hand: --test_iter={test_iter}',
         'eval_seed': cfg.eval_seed, 'seed': cfg.seed, 'commit': utils.git_commit(),

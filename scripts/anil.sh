@@ -9,6 +9,7 @@
 # Each row is 60,000 meta-iterations: hours on a CPU. Runs resume from their checkpoints.
 source "$(dirname "$0")/lib.sh"
 parse_args "$@"
-logdir="${logdir:-logs/anil$( (( quick )) && echo _quick)}"
-run_rows $(rows_of "e.METHOD_ROWS['anil']")
+set_logdir anil
+rows_of "e.METHOD_ROWS['anil']"
+run_rows "${rows[@]}"
 report anil

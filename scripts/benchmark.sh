@@ -7,14 +7,13 @@
 #   --quick   a few iterations per row (a smoke run; the figures mean little).
 source "$(dirname "$0")/lib.sh"
 parse_args "$@"
-logdir="${logdir:-logs/benchmark$( (( quick )) && echo _quick)}"
+set_logdir benchmark
 
 bench() {  # row, timed iterations, flags...
   local row="$1" iterations="$2"; shift 2
   (( quick )) && iterations=$(( iterations / 10 > 0 ? iterations / 10 : 1 ))
-  echo "=== benchmark $row $*"
-  "$PYTHON" main.py --experiment="$row" --benchmark --benchmark_iterations="$iterations" \
-    --logdir="$logdir" "$@" ${extra[@]+"${extra[@]}"}
+  run_step "benchmark $row $*" "$PYTHON" main.py --experiment="$row" --benchmark \
+    --benchmark_iterations="$iterations" --logdir="$logdir" "$@" ${extra[@]+"${extra[@]}"}
 }
 bench sinusoid_maml 5000
 bench omniglot_5way_1shot 50

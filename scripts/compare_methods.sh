@@ -9,9 +9,11 @@
 #   --quick: 20 iterations, 10 test tasks. Runs resume; trained rows are only re-evaluated.
 source "$(dirname "$0")/lib.sh"
 parse_args "$@"
-logdir="${logdir:-logs/methods$( (( quick )) && echo _quick)}"
-run_rows $(rows_of "e.COMPARE_ROWS['omniglot']")
+set_logdir methods
+rows_of "e.COMPARE_ROWS['omniglot']"
+run_rows "${rows[@]}"
 if [[ -n "$data_miniimagenet" ]]; then
-  run_rows $(rows_of "e.COMPARE_ROWS['miniimagenet']")
+  rows_of "e.COMPARE_ROWS['miniimagenet']"
+  run_rows "${rows[@]}"
 fi
 report methods

@@ -8,6 +8,7 @@
 # Each row is 50,000 meta-iterations: hours on a CPU. Runs resume from their checkpoints.
 source "$(dirname "$0")/lib.sh"
 parse_args "$@"
-logdir="${logdir:-logs/maml_plus_plus$( (( quick )) && echo _quick)}"
-run_rows $(rows_of "e.METHOD_ROWS['maml_plus_plus']")
+set_logdir maml_plus_plus
+rows_of "e.METHOD_ROWS['maml_plus_plus']"
+run_rows "${rows[@]}"
 report maml_plus_plus

@@ -7,6 +7,7 @@
 # Each row is 60,000 meta-iterations: hours on a CPU. Runs resume from their checkpoints.
 source "$(dirname "$0")/lib.sh"
 parse_args "$@"
-logdir="${logdir:-logs/meta_sgd$( (( quick )) && echo _quick)}"
-run_rows $(rows_of "e.METHOD_ROWS['meta_sgd']")
+set_logdir meta_sgd
+rows_of "e.METHOD_ROWS['meta_sgd']"
+run_rows "${rows[@]}"
 report meta_sgd

@@ -8,7 +8,8 @@
 # Omniglot rows are 10,000 iterations (minutes), MiniImagenet 30,000. Runs resume.
 source "$(dirname "$0")/lib.sh"
 parse_args "$@"
-logdir="${logdir:-logs/metric$( (( quick )) && echo _quick)}"
-run_rows $(rows_of "e.METHOD_ROWS['protonet'] + e.METHOD_ROWS['matching']")
+set_logdir metric
+rows_of "e.METHOD_ROWS['protonet'] + e.METHOD_ROWS['matching']"
+run_rows "${rows[@]}"
 report protonet
 report matching

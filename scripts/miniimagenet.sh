@@ -21,7 +21,7 @@ for arg in "$@"; do
   esac
 done
 parse_args ${args[@]+"${args[@]}"}
-logdir="${logdir:-logs/miniimagenet$( (( quick )) && echo _quick)}"
+set_logdir miniimagenet
 
 rows=(miniimagenet_5way_1shot miniimagenet_5way_5shot)
 rows_first_order=(miniimagenet_5way_1shot_first_order miniimagenet_5way_5shot_first_order)

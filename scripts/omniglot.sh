@@ -15,7 +15,7 @@ for arg in "$@"; do
   if [[ "$arg" == --with-5shot-training ]]; then with5=1; else args+=("$arg"); fi
 done
 parse_args ${args[@]+"${args[@]}"}
-logdir="${logdir:-logs/omniglot$( (( quick )) && echo _quick)}"
+set_logdir omniglot
 
 rows=(omniglot_5way_1shot omniglot_20way_1shot omniglot_5way_1shot_noconv)
 rows_5shot_training=(omniglot_5way_5shot omniglot_20way_5shot omniglot_5way_5shot_noconv)

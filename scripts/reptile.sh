@@ -7,8 +7,8 @@
 # Each row is 100,000 meta-iterations (Omniglot ~2 h, MiniImagenet longer on a CPU); runs resume.
 source "$(dirname "$0")/lib.sh"
 parse_args "$@"
-logdir="${logdir:-logs/reptile$( (( quick )) && echo _quick)}"
-rows=($(rows_of "e.METHOD_ROWS['reptile']"))
+set_logdir reptile
+rows_of "e.METHOD_ROWS['reptile']"
 run_rows "${rows[@]}"
 EVAL_FLAGS=(--transductive=True)  # the second evaluation: the run is trained, only this evaluates
 run_rows "${rows[@]}"

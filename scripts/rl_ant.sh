@@ -9,5 +9,5 @@
 #             mean nothing.
 source "$(dirname "$0")/lib.sh"
 parse_args "$@"
-logdir="${logdir:-logs/rl_ant$( (( quick )) && echo _quick)}"
+set_logdir rl_ant
 run_rl_families ant_vel ant_dir

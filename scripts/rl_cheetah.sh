@@ -9,5 +9,5 @@
 #             mean nothing.
 source "$(dirname "$0")/lib.sh"
 parse_args "$@"
-logdir="${logdir:-logs/rl_cheetah$( (( quick )) && echo _quick)}"
+set_logdir rl_cheetah
 run_rl_families cheetah_vel cheetah_dir

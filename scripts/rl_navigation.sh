@@ -7,7 +7,7 @@
 # Runs resume from their checkpoints, so the script can be stopped and run again.
 source "$(dirname "$0")/lib.sh"
 parse_args "$@"
-logdir="${logdir:-logs/rl_navigation$( (( quick )) && echo _quick)}"
+set_logdir rl_navigation
 quick_train_flags() {  # the random baseline has nothing to train
   [[ "$1" == *_random ]] || echo --metatrain_iterations=3 --checkpoint_every=1
 }

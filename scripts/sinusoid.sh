@@ -19,7 +19,7 @@
 # Training resumes from the latest checkpoint, so an interrupted script can simply be run again.
 source "$(dirname "$0")/lib.sh"
 parse_args "$@"
-logdir="${logdir:-logs/sinusoid$( (( quick )) && echo _quick)}"
+set_logdir sinusoid
 
 QUICK_EVAL=(--num_test_tasks=50)
 quick_train_flags() {  # 300 iterations of whichever objective the row trains

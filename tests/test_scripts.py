@@ -2,25 +2,22 @@
 
 Each script runs with a stand-in interpreter that records its main.py calls (and runs its
 `python -c` look-ups for real); each call is then parsed by main.py's own flags and resolved to its
-config. Catches, in seconds: a row or flag a script names that no longer exists, a row evaluated
-before it is trained or under another run directory, a report group with a row no script runs.
-(The scripts end to end, training for real, are the `slow` tests of test_reproduction.py.)
+config (script_recorder.py, shared with test_readme_commands.py). Catches, in seconds: a row or flag
+a script names that no longer exists, a row evaluated before it is trained or under another run
+directory, a report group with a row no script runs, a script that fails without flags (as the
+README prints it) or under the before-stop hook's do-nothing interpreter, and a failure that does not
+say which step failed. (The scripts end to end, training for real, are the `slow` tests of
+test_reproduction.py, and the README's main job in test_readme_commands.py.)
 """
 
-import json
 import os
-import pathlib
+import re
 import subprocess
 import sys
 
-from absl.testing import flagsaver
 import pytest
 
-import experiments
-import main
-import report
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from script_recorder import FAIL_STATUS, ROOT, check_calls, copy_repo, record, user_scripts
 
 # Every script with the options that add rows, so each row a script can run is checked.
 SCRIPTS = {
@@ -34,70 +31,101 @@ SCRIPTS = {
     'benchmark.sh': [],
 }
 
-RECORDER = """import json, os, sys
-if sys.argv[1] == '-c':  # the scripts' look-ups in experiments.py run for real
-  os.execv(sys.executable, [sys.executable] + sys.argv[1:])
-with open(os.environ['SCRIPT_CALLS'], 'a') as f:
-  f.write(json.dumps(sys.argv[1:]) + '\\n')
-"""
-
-
-def report_rows(group):
-  """The rows a report group tables, where the group has a fixed set."""
-  if group in experiments.METHOD_ROWS:
-    return experiments.METHOD_ROWS[group]
-  if group.startswith('rl_'):
-    return tuple(n for n in experiments.RL_EXPERIMENTS if n.rsplit('_', 1)[0] == group)
-  return {'sinusoid': experiments.SINUSOID_ROWS, 'omniglot': experiments.OMNIGLOT_ROWS,
-          'miniimagenet': experiments.MINIIMAGENET_ROWS}.get(group, ())
-
-
-def resolve_call(argv):
-  """A recorded main.py call -> (kind, row or group, run directory of the model it trains/reads)."""
-  assert argv[0] == 'main.py', argv
-  with flagsaver.flagsaver():
-    main.FLAGS.unparse_flags()
-    main.FLAGS(argv)
-    flags = main.FLAGS
-    if flags.report:
-      assert flags.report in report.GROUPS, argv
-      return 'report', flags.report, flags.logdir
-    kind = 'benchmark' if flags.benchmark else 'train' if flags.train else 'evaluate'
-    if kind == 'evaluate':
-      assert flags.test_set, f'the scripts evaluate on the test split: {argv}'
-    if flags.experiment in experiments.RL_EXPERIMENTS:
-      return kind, flags.experiment, main.resolve_rl()[1]
-    cfg, _ = main.resolve(kind == 'evaluate')
-    # a row with model_from trains and reads the run of its source row
-    return kind, flags.experiment, main.resolve(kind == 'evaluate', cfg.model_from)[1]
-
 
 @pytest.mark.parametrize('script', sorted(SCRIPTS))
 def test_script_calls_resolve_to_rows_trained_before_they_are_evaluated(tmp_path, script):
-  (tmp_path / 'recorder.py').write_text(RECORDER)
-  recorder = tmp_path / 'python'  # a short shebang: long interpreter paths exceed the kernel's limit
-  recorder.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{tmp_path / "recorder.py"}" "$@"\n')
-  recorder.chmod(0o755)
-  calls_file = tmp_path / 'calls.jsonl'
-  env = dict(os.environ, PYTHON=str(recorder), SCRIPT_CALLS=str(calls_file))
   for quick in ([], ['--quick']):
-    calls_file.unlink(missing_ok=True)
-    proc = subprocess.run(['bash', str(ROOT / 'scripts' / script), *quick, *SCRIPTS[script],
-                           f'--logdir={tmp_path / "logs"}'], capture_output=True, text=True,
-                          env=env, timeout=60)
+    proc, calls = record(['bash', str(ROOT / 'scripts' / script), *quick, *SCRIPTS[script],
+                          f'--logdir={tmp_path / "logs"}'], cwd=tmp_path, work_dir=tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    calls = [resolve_call(json.loads(line)) for line in calls_file.read_text().splitlines()]
-    assert calls and calls[-1][0] == 'report', calls
+    kinds = {kind for kind, _, _ in check_calls(script, calls)}
+    assert kinds >= ({'benchmark', 'report'} if script == 'benchmark.sh'
+                     else {'train', 'evaluate', 'report'}), kinds
 
-    trained, evaluated = set(), set()
-    for kind, row, run_dir in calls:
-      if kind == 'train':
-        trained.add(run_dir)
-      elif kind == 'evaluate':
-        assert run_dir in trained, f'{script} evaluates {row} ({run_dir}) before training it'
-        evaluated.add(row)
-      elif kind == 'report':
-        missing = set(report_rows(row)) - evaluated
-        assert not missing, f'{script}: report {row} tables rows the script never runs: {missing}'
-    assert {kind for kind, _, _ in calls} >= ({'benchmark', 'report'} if script == 'benchmark.sh'
-                                              else {'train', 'evaluate', 'report'})
+
+@pytest.mark.parametrize('script', user_scripts())
+def test_script_runs_with_no_flags_as_the_readme_prints_it(tmp_path, script):
+  """`bash scripts/<x>.sh` as a user types it: no --logdir, with and without --quick.
+
+  The scripts once set their default logdir with a command substitution that failed without --quick,
+  which under `set -e` ended every script at once, silently; every other test passed --logdir.
+  """
+  repo = copy_repo(tmp_path / 'repo')
+  logdirs = []
+  for quick in ([], ['--quick']):
+    proc, calls = record(['bash', f'scripts/{script}', *quick], cwd=repo, work_dir=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert calls, f'{script} {quick} calls main.py not once'
+    resolved = check_calls(script, calls, every_report_row=False)
+    logdirs.append({run_dir for kind, _, run_dir in resolved if kind == 'report'})
+  if script in SCRIPTS:  # the paper's scripts: one logdir each, a separate one for smoke runs
+    (default,), (quick,) = logdirs
+    assert default.startswith('logs/') and quick == default + '_quick', logdirs
+
+
+def test_every_script_that_reports_is_checked_with_its_options():
+  reporting = {s for s in user_scripts() if re.search(
+      r'^\s*(report|run_rl_families) ', (ROOT / 'scripts' / s).read_text(), re.M)}
+  assert reporting <= set(SCRIPTS), (
+      f'add them to SCRIPTS with the options that add rows: {reporting - set(SCRIPTS)}')
+
+
+@pytest.mark.parametrize('script', user_scripts())
+def test_script_survives_a_stand_in_that_runs_nothing(tmp_path, script):
+  """The before-stop hook runs each script with a PYTHON that does nothing and prints nothing, even
+  for the `python -c` row look-ups: the script runs no rows then, warns, and exits 0 (a real Python
+  that finds no rows fails: test_an_empty_or_failing_row_look_up_fails_the_script)."""
+  repo = copy_repo(tmp_path / 'repo')
+  (tmp_path / 'python').write_text('#!/bin/sh\nexit 0\n')
+  (tmp_path / 'python').chmod(0o755)
+  proc = subprocess.run(['bash', f'scripts/{script}'], cwd=repo, capture_output=True, text=True,
+                        env=dict(os.environ, PYTHON=str(tmp_path / 'python')), timeout=60)
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+  text = (ROOT / 'scripts' / script).read_text()
+  if 'rows_of ' in text or 'run_rl_families ' in text:  # lib.sh's run_rl_families looks its rows up
+    assert 'warning:' in proc.stderr and 'printed no rows' in proc.stderr, proc.stderr
+
+
+def test_a_failing_step_ends_the_script_with_one_line_that_names_it(tmp_path):
+  """The third main.py call of sinusoid.sh (the paper-alpha row's training) fails: the script stops
+  there with that exit status, and its last stderr line names the script, the step, the status and
+  the command, after main.py's own message."""
+  repo = copy_repo(tmp_path / 'repo')
+  proc, calls = record(['bash', 'scripts/sinusoid.sh'], cwd=repo, work_dir=tmp_path,
+                       env={'SCRIPT_FAIL_AT': '3'})
+  assert proc.returncode == FAIL_STATUS, proc.stdout + proc.stderr
+  assert len(calls) == 3, f'the script went on after the failing step: {calls}'
+  lines = proc.stderr.splitlines()
+  assert lines[-2].startswith('error: '), proc.stderr
+  assert lines[-1] == (
+      f'scripts/sinusoid.sh: failed at step "sinusoid_maml_paper_alpha: train (logs/sinusoid)", '
+      f'exit status {FAIL_STATUS}: {tmp_path / "interpreter" / "python"} '
+      f'main.py --experiment=sinusoid_maml_paper_alpha --logdir=logs/sinusoid'), proc.stderr
+
+
+@pytest.mark.parametrize('expression', ['()', "e.METHOD_ROWS['no_such_group']"])
+def test_an_empty_or_failing_row_look_up_fails_the_script(tmp_path, expression):
+  """With the real interpreter, a look-up that finds no rows or raises stops the script with one line
+  naming the look-up; it never silently runs no rows (the stand-in of the hook may, see above)."""
+  repo = copy_repo(tmp_path / 'repo')
+  (repo / 'scripts' / 'look_up.sh').write_text(
+      f'source "$(dirname "$0")/lib.sh"\nrows_of "{expression}"\necho "ran: ${{rows[*]}}"\n')
+  proc = subprocess.run(['bash', 'scripts/look_up.sh'], cwd=repo, capture_output=True, text=True,
+                        env=dict(os.environ, PYTHON=sys.executable), timeout=60)
+  assert proc.returncode == 1 and 'ran:' not in proc.stdout, proc.stdout + proc.stderr
+  assert proc.stderr.splitlines()[-1].startswith(
+      f'scripts/look_up.sh: failed at step "look up the rows {expression}", exit status 1: '
+      f'{sys.executable} -c '), proc.stderr
+
+
+def test_a_failing_command_outside_a_step_is_reported_too(tmp_path):
+  """The ERR trap: a failure the steps do not wrap still ends the script with its one line."""
+  repo = copy_repo(tmp_path / 'repo')
+  (repo / 'scripts' / 'broken.sh').write_text(
+      'source "$(dirname "$0")/lib.sh"\nparse_args "$@"\nset_logdir broken\n'
+      'ls no_such_file\necho reached\n')
+  proc = subprocess.run(['bash', 'scripts/broken.sh'], cwd=repo, capture_output=True, text=True,
+                        timeout=60)
+  assert proc.returncode != 0 and 'reached' not in proc.stdout, proc.stdout + proc.stderr
+  assert proc.stderr.splitlines()[-1] == (
+      f'scripts/broken.sh: failed at step "start-up", exit status {proc.returncode}: ls no_such_file')

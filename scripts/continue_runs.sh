@@ -23,13 +23,15 @@ done
 parse_args ${args[@]+"${args[@]}"}
 logdir="${logdir:-runs}"
 if [[ "$action" != run ]]; then
-  "$PYTHON" main.py --queue="$action" --logdir="$logdir"
+  run_step "queue $action" "$PYTHON" main.py --queue="$action" --logdir="$logdir"
   exit
 fi
-pending=$("$PYTHON" main.py --queue=pending --logdir="$logdir")
+pending=$("$PYTHON" main.py --queue=pending --logdir="$logdir") || fail $? "$PYTHON main.py --queue=pending"
 for row in $pending; do
-  "$PYTHON" main.py --queue=restore --experiment="$row" --logdir="$logdir"
+  run_step "$row: restore its committed checkpoint, if any" \
+    "$PYTHON" main.py --queue=restore --experiment="$row" --logdir="$logdir"
   run_rows "$row"
-  "$PYTHON" main.py --queue=export --experiment="$row" --logdir="$logdir"
+  run_step "$row: export to results/$row/" \
+    "$PYTHON" main.py --queue=export --experiment="$row" --logdir="$logdir"
 done
 echo "=== the queue is done: bash scripts/continue_runs.sh --status"

@@ -496,7 +496,7 @@ EXPERIMENTS.update({
         ('miniimagenet_5way_1shot', (Published(1, 10, 46.7, 0.4, _ANIL),)),
         ('miniimagenet_5way_5shot', (Published(5, 10, 61.5, 0.5, _ANIL),)))})
 
-# --- The wider family (issue 6): Reptile, Meta-SGD, MAML++, Prototypical and Matching networks -------
+# --- The wider family: Reptile, Meta-SGD, MAML++, Prototypical and Matching networks -------
 
 _REPTILE = 'Nichol, Achiam, Schulman 2018 (arXiv 1803.02999v3) Table 1/2'
 _REPTILE_CHOICES = (

@@ -22,7 +22,7 @@ import sys
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')  # hide TF's C++ start-up chatter (CUDA probes)
 # TensorFlow turns its oneDNN CPU kernels on by default only on CPUs with AVX-512 VNNI and newer; the
 # image rows' task-batched forward needs their gradients of grouped convolutions, and on an AVX2 CPU
-# (AMD EPYC here) oneDNN with batched tasks is 1.8x the speed of map_fn without it (README, Speed).
+# (AMD EPYC) oneDNN with batched tasks is 1.8x the speed of map_fn without it (docs/performance.md).
 os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
 
 from absl import app

@@ -40,7 +40,7 @@ Remaining differences to rllab (cbfinn/maml_rl):
   time steps are the same, but the constraint solver, contact model and integrator details changed between these
   versions (for example, MuJoCo 4's Euler integrator treats joint damping implicitly by default, which matters
   for the cheetah; 1.31's explicit form, mjDSBL_EULERDAMP, moves the random policy's Fig. 5 returns further
-  from the published ones, see the README), so trajectories are not bit-identical and returns can differ.
+  from the published ones, docs/rl.md), so trajectories are not bit-identical and returns can differ.
 - HalfCheetah uses gymnasium's half_cheetah.xml, which equals rllab's apart from an added tracking camera (timestep
   0.01, frame_skip 1). Its `settotalmass` attribute is deprecated in MuJoCo 4 (same masses); the compiler warning
   is dropped while an env is built, so it neither reaches stderr nor MUJOCO_LOG.TXT.

@@ -118,7 +118,7 @@ def make_strategy(cfg: Config) -> tf.distribute.Strategy | None:
     return None
   if cfg.distribute == 'multi_worker' and 'TF_CONFIG' not in os.environ:
     raise RunError('--distribute=multi_worker needs TF_CONFIG naming the cluster and this '
-                   'worker (README: "Several GPUs and several machines")')
+                   'worker (docs/performance.md, "Several GPUs and several machines")')
   strategy = (tf.distribute.MirroredStrategy() if cfg.distribute == 'mirrored'
               else tf.distribute.MultiWorkerMirroredStrategy())
   replicas = strategy.num_replicas_in_sync
@@ -243,7 +243,7 @@ def _copy_latest_checkpoint(src: str, dst: str) -> None:
 def _run_lock(run_dir: str):
   """Holds <run>/train.lock (this process's pid) while training: a second trainer of the same run
   stops with RunError instead of interleaving its checkpoints with ours. A lock whose process is
-  gone (a crash, a killed session) is taken over."""
+  gone (a crash, a killed job) is taken over."""
   path = os.path.join(run_dir, LOCK_FILE)
   for _ in range(2):
     try:

@@ -1,4 +1,4 @@
-"""tf.distribute: a meta-update split over replicas equals the single-device one (issue: scale-out).
+"""tf.distribute: a meta-update split over replicas equals the single-device one (scale-out).
 
 Each case runs in fresh processes (logical devices and TF_CONFIG must be set before TensorFlow
 starts): 2 logical CPU devices under MirroredStrategy, and 2 worker processes on localhost under

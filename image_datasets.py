@@ -402,9 +402,12 @@ def miniimagenet_index(source_dir: pathlib.Path) -> tuple[dict[str, dict[str, li
   """Finds the images: {split: {wnid: [images]}} and the zips used.
 
   Looks in source_dir/images and source_dir for split folders (train/, val/, test/) or zips whose
-  members are `<split>/<wnid>/<file>.jpg`.
+  members are `<split>/<wnid>/<file>.jpg`. An image found twice (a zip unzipped beside itself, or
+  in two zips) is an error: its copies would count twice in its class, and a task could take the
+  same image as a support and a query example.
   """
   found = {s: collections.defaultdict(list) for s in SPLITS}
+  seen = {}  # (split, wnid, file) -> where it was found first
   zips = []
   for root in _image_roots(source_dir):
     for split in SPLITS:
@@ -414,13 +417,13 @@ def miniimagenet_index(source_dir: pathlib.Path) -> tuple[dict[str, dict[str, li
       for path in sorted(folder.rglob('*')):
         if path.is_dir() or _ZIP_JUNK.search(path.as_posix()):
           continue
-        _add_mini_image(found, root, path.relative_to(root).as_posix(), root)
+        _add_mini_image(found, seen, root, path.relative_to(root).as_posix(), root)
     for path in sorted(root.glob('*.zip')):
       with open_zip(path) as archive:
         members = _data_members(archive)
       zips.append(path)
       for name in members:
-        _add_mini_image(found, path, name, path)
+        _add_mini_image(found, seen, path, name, path)
     if any(found[s] for s in SPLITS):
       break
   if not any(found[s] for s in SPLITS):
@@ -434,11 +437,17 @@ def miniimagenet_index(source_dir: pathlib.Path) -> tuple[dict[str, dict[str, li
   return {s: dict(v) for s, v in found.items()}, zips
 
 
-def _add_mini_image(found, container: pathlib.Path, name: str, where: pathlib.Path) -> None:
+def _add_mini_image(found, seen, container: pathlib.Path, name: str, where: pathlib.Path) -> None:
   match = _MINI_MEMBER.match(name)
   if not match or not _MINI_IMAGE.search(name):
     raise DataError(f'{where}: {name!r} is not laid out as train|val|test/<wnid>/<file>.jpg; '
                     f'prepare the images with {PREPARE_MINI}')
+  place = f'{container}: member {name}' if container.suffix == '.zip' else str(container / name)
+  first = seen.setdefault(match.groups(), place)
+  if first != place:
+    raise DataError(f'{"/".join(match.groups())} is in {first} and in {place}: each image must be '
+                    'in one place (a zip unzipped beside itself? two zips that overlap?); delete '
+                    'one of the copies')
   found[match.group(1)][match.group(2)].append(_MiniImage(container, name))
 
 

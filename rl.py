@@ -333,7 +333,11 @@ class MamlTrpo:
       tape.watch(params)
       new = self.outputs(params, data)
       loss, _ = self.objectives(new, data)
-    return loss, flatten(tape.gradient(loss, params)), tf.reduce_max(tf.abs(new - data.old))
+    # Only the sampled steps: after every trajectory of a batch has ended, rollouts leaves the rest
+    # of the horizon at zero (obs and outputs), where the policy's outputs are not zero.
+    valid = data.query_y[..., -1:] > 0
+    return loss, flatten(tape.gradient(loss, params)), tf.reduce_max(
+        tf.where(valid, tf.abs(new - data.old), 0.0))
 
   def _loss_kl_fn(self, flat_params, data):
     return self.surrogate_and_kl(unflatten(flat_params, self.variables), data)

@@ -179,6 +179,20 @@ def test_step_refuses_samples_of_another_policy():
   np.testing.assert_array_equal(flat_theta(algo), theta)
 
 
+def test_steps_after_every_trajectory_ended_are_not_checked_against_the_policy():
+  """rollouts leaves the rest of the horizon at zero once all trajectories are done (an oracle near
+  its goals): those masked steps are not samples, so their zero outputs must not stop the step."""
+  _, data = tiny_problem()
+  padded = rl.MetaData(data.support_x, data.support_y, data.query_x, data.query_y,
+                       tf.where(data.query_y[..., -1:] > 0, data.old, 0.0))
+  assert not np.allclose(padded.old.numpy(), data.old.numpy())
+  algo_a, _ = tiny_problem()
+  algo_b, _ = tiny_problem()
+  info_a, info_b = algo_a.step(padded), algo_b.step(data)
+  assert info_a['accepted'] and info_a == info_b
+  np.testing.assert_array_equal(flat_theta(algo_a), flat_theta(algo_b))
+
+
 def test_trpo_step_lowers_the_surrogate_within_the_kl_bound():
   algo, data = tiny_problem()
   info = algo.step(data)

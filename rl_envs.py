@@ -61,8 +61,9 @@ Remaining differences to rllab (cbfinn/maml_rl):
   `done`; the sampler runs `horizon` steps.
 - Direction tasks are given as the direction d = +-1 itself (sample_tasks draws u ~ U[0, 2 thr] and thresholds it
   as rllab did), where rllab passed u through `reset_args`. The dir oracle appends d, as rllab's oracle envs did
-  (rllab's HalfCheetahEnvDirecOracle thresholded an explicit reset_args at 0.4 instead of 1.0, and drew
-  d = +-1 with probability 1/2 each without one; here every dir env uses the split of the table).
+  (rllab's HalfCheetahEnvDirecOracle thresholded an explicit reset_args at 0.4 in an early version and at
+  1.0 in cbfinn/maml_rl 9c8e2eb, and drew d = +-1 with probability 1/2 each without one; here every dir env
+  uses the split of the table; docs/rl.md).
 - Observations and rewards are float32 (computed in float64); rllab returned float64.
 - rllab's Ant contact cost had a trailing comma that made the reward a 1-element array; the value is the same.
 """

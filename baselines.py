@@ -6,6 +6,8 @@ meta-training classes (64 for MiniImagenet). At meta-test
     task's support set by plain SGD (the MAML evaluation step, with alpha tuned on validation tasks);
   * "nearest neighbour": each query gets the label of the support image nearest in the backbone's
     feature space (the input of the head), by cosine distance (or Euclidean).
+
+The trainer runs them through methods/baselines.py (training stream, step and evaluation of each).
 """
 
 from __future__ import annotations
@@ -17,9 +19,6 @@ import tensorflow as tf
 from experiments import Config
 import image_datasets
 import models
-
-CLASSIFIER_BASELINES = ('finetune', 'nearest_neighbor')
-
 
 def classification_batches(data: image_datasets.ClassImages, batch_size: int, seed: tuple[int, ...],
                            invert: bool) -> tf.data.Dataset:

@@ -18,6 +18,8 @@ batch norm normalizes with each task's own statistics, always in training mode a
 Training (and transductive evaluation) embeds support and queries of a task in one batch, as
 Snell's code; non-transductive evaluation embeds the support set alone and each query in a batch of
 the support set plus itself (MAML.predict).
+
+The trainer runs them through methods/metric.py (building from a row, the progress line's loss).
 """
 
 from __future__ import annotations

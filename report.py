@@ -33,6 +33,7 @@ import numpy as np
 import benchmark
 import experiments
 from experiments import ConfigError
+import methods
 import utils
 
 SPLIT = 'test'
@@ -393,7 +394,7 @@ def experiments_table() -> str:
       alpha = 'tuned at test from ' + ', '.join(f'{a:g}' for a in cfg.test_update_lr_grid)
     elif cfg.test_update_lr is not None:
       alpha = f'{cfg.test_update_lr:g} at test'
-    if cfg.method in experiments.METRIC_METHODS:  # no inner loop, no step size
+    if not methods.get(cfg).inner_loop:  # no inner loop, no step size
       alpha, steps = '—', '— / —'
     elif not cfg.metatrain_iterations:
       steps = f'— / {cfg.test_num_updates}'
@@ -550,23 +551,8 @@ def methods_report(logdir: str) -> str:
 
 
 def method_label(cfg: experiments.Config) -> str:
-  """A short name of a row's method (MAML variants by their fields)."""
-  if cfg.baseline is not None:
-    return {'oracle': 'oracle', 'finetune': 'fine-tuning', 'nearest_neighbor': 'nearest neighbour'}[
-        cfg.baseline]
-  if cfg.pretrain_iterations and not cfg.metatrain_iterations:
-    return 'pretrained'
-  names = {'reptile': 'Reptile', 'protonet': 'ProtoNet', 'matching': 'Matching'}
-  if cfg.method in names:
-    return names[cfg.method] + (' (FCE)' if cfg.full_context else '')
-  if cfg.per_step_norm or cfg.multi_step_loss_epochs:
-    return 'MAML++'
-  if cfg.inner_lr == 'per_parameter':
-    return 'Meta-SGD'
-  if cfg.inner_loop == 'head':
-    return 'ANIL'
-  name = 'first-order MAML' if cfg.stop_grad else 'MAML'
-  return name + ('' if cfg.conv or cfg.datasource == 'sinusoid' else ', no conv')
+  """A short name of a row's method (MAML variants by their fields): its method's label()."""
+  return methods.get(cfg).label()
 
 
 # --- the README's results tables, generated from results/ ---------------------------------------
@@ -751,12 +737,8 @@ GROUPS: dict[str, Callable[[str], str]] = {
                                              'Omniglot (paper Table 1)'),
     'miniimagenet': lambda logdir: table1_report(logdir, experiments.MINIIMAGENET_ROWS,
                                                  'MiniImagenet (paper Table 1)'),
-    'anil': _method_group('anil', 'ANIL: only the head adapts (Raghu et al. 2020)'),
-    'reptile': _method_group('reptile', 'Reptile (Nichol et al. 2018)'),
-    'meta_sgd': _method_group('meta_sgd', 'Meta-SGD: learned per-parameter step sizes (Li et al. 2017)'),
-    'maml_plus_plus': _method_group('maml_plus_plus', 'MAML++ (Antoniou et al. 2019)'),
-    'protonet': _method_group('protonet', 'Prototypical networks (Snell et al. 2017)'),
-    'matching': _method_group('matching', 'Matching networks (Vinyals et al. 2016)'),
+    # one group per experiments.METHOD_ROWS key, titled by the method that declares it
+    **{group: _method_group(group, title) for group, title in methods.report_groups().items()},
     'methods': methods_report,
     'experiments': experiments_report,
     'readme': readme_report,

@@ -16,6 +16,8 @@ Deliberate differences from openai/supervised-reptile (experiments.py rows say s
 meta-batch are adapted side by side from the same inner-Adam state, which then moves to their mean
 (the original runs them one after another through one Adam whose moments persist); minibatches are drawn by the same rule (epochs
 of shuffles, a batch may straddle two) from stateless seeds, so a resumed run draws the same ones.
+
+The trainer runs it through methods/reptile.py (its optimizer, what it saves, its row's fields).
 """
 
 from __future__ import annotations

@@ -20,13 +20,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import baselines
 import data_generator
-from experiments import METRIC_METHODS, Config
-from maml import MAML
-import metric_learning
+from experiments import Config
+import methods
 import models
-from reptile import Reptile
 import utils
 
 CONFIG_FILE = 'config.json'
@@ -45,71 +42,44 @@ class RunError(Exception):
 
 @dataclasses.dataclass
 class Setup:
-  """What a run is made of: model (theta), learner, optimizer and the iteration counter."""
+  """What a run is made of: model (theta), learner, optimizer and the iteration counter, and the
+  row's method (methods.get(cfg)), whose hooks are all this module calls on the learner."""
   cfg: Config
   model: keras.Model
-  learner: MAML
+  learner: object  # the method's algorithm object (method.build(model)), e.g. a maml.MAML
   optimizer: keras.optimizers.Optimizer
   iteration: tf.Variable
-
-
-def make_learner(cfg: Config, model: keras.Model, loss_fn, metric_fn, num_updates: int):
-  """The row's learner over `model`: MAML (with the row's alpha, inner-loop mask, clipping, task
-  parallelism and variants), Reptile, or a metric learner. All share the train/eval step interface."""
-  batched = models.task_batched_forward(model) if cfg.task_parallelism == 'batched' else None
-  if cfg.method in METRIC_METHODS:
-    return metric_learning.MetricLearner(model, cfg.method, full_context=cfg.full_context,
-                                         cosine_scale=cfg.cosine_scale,
-                                         task_parallelism=cfg.task_parallelism,
-                                         batched_forward=batched, transductive=cfg.transductive)
-  common = dict(update_lr=cfg.update_lr, num_updates=num_updates, first_order=cfg.stop_grad,
-                adapt_mask=models.inner_loop_mask(model, cfg.adapt_norm, cfg.inner_loop),
-                meta_grad_clip=cfg.meta_grad_clip, task_parallelism=cfg.task_parallelism,
-                batched_forward=batched, transductive=cfg.transductive)
-  if cfg.method == 'reptile':
-    return Reptile(model, loss_fn, metric_fn, **common, inner_batch=cfg.inner_batch_size,
-                   eval_batch=cfg.test_inner_batch_size, seed=cfg.seed)
-  return MAML(model, loss_fn, metric_fn, **common, inner_lr=cfg.inner_lr,
-              per_step_mask=models.norm_mask(model) if cfg.per_step_norm else None,
-              multi_step_loss_epochs=cfg.multi_step_loss_epochs,
-              epoch_iterations=cfg.epoch_iterations, task_chunk=cfg.task_chunk)
+  method: methods.Method
 
 
 def make_optimizer(cfg: Config) -> keras.optimizers.Optimizer:
-  """The meta-optimizer: Adam(beta), cosine-annealed to min_meta_lr (MAML++ CA) if set; Reptile:
-  SGD whose step size epsilon falls linearly from meta_lr to 0 over the meta-training."""
-  if cfg.method == 'reptile':
-    return keras.optimizers.SGD(keras.optimizers.schedules.PolynomialDecay(
-        cfg.meta_lr, cfg.metatrain_iterations, end_learning_rate=0.0))
-  if cfg.min_meta_lr is not None:
-    return keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
-        cfg.meta_lr, cfg.total_iterations, alpha=cfg.min_meta_lr / cfg.meta_lr))
-  return keras.optimizers.Adam(cfg.meta_lr)
+  """The row's meta-optimizer (its method's: Adam(beta) unless the method says otherwise)."""
+  return methods.get(cfg).make_optimizer()
 
 
-def trackables(setup: 'Setup') -> dict:
-  """What a checkpoint holds besides the optimizer and data: theta, the learner's extras and state."""
-  extras = setup.learner.extra_variables
-  state = getattr(setup.learner, 'state_variables', [])  # e.g. Reptile's inner Adam moments
-  return dict(model=setup.model, iteration=setup.iteration, **({'extras': extras} if extras else {}),
-              **({'learner_state': state} if state else {}))
+def trackables(setup: Setup) -> dict:
+  """What a checkpoint holds besides the optimizer and data: theta, the iteration and what the
+  method saves (its learner's extras and state)."""
+  return dict(model=setup.model, iteration=setup.iteration,
+              **setup.method.saved_variables(setup.learner))
 
 
 def build(cfg: Config, strategy: tf.distribute.Strategy | None = None) -> Setup:
-  """Model, learner and Adam(beta) for a row; keras.utils.set_random_seed(cfg.seed) fixes theta_0.
+  """Model, learner and meta-optimizer for a row; keras.utils.set_random_seed(cfg.seed) fixes
+  theta_0 (and the learner's own variables).
 
   With a strategy, the variables are created in its scope (mirrored on every replica).
   """
   keras.utils.set_random_seed(cfg.seed)
+  method = methods.get(cfg)
   with strategy.scope() if strategy is not None else contextlib.nullcontext():
     model = models.build_model(cfg)
-    loss_fn, metric_fn = utils.loss_and_metric(cfg)
-    learner = make_learner(cfg, model, loss_fn, metric_fn, cfg.num_updates)
-    optimizer = make_optimizer(cfg)
+    learner = method.build(model)
+    optimizer = method.make_optimizer()
     optimizer.build(learner.variables)
   # Bookkeeping read on the host (int()), so a plain variable even under a strategy.
   iteration = tf.Variable(0, dtype=tf.int64, trainable=False)
-  return Setup(cfg, model, learner, optimizer, iteration)
+  return Setup(cfg, model, learner, optimizer, iteration, method)
 
 
 def make_strategy(cfg: Config) -> tf.distribute.Strategy | None:
@@ -289,10 +259,8 @@ def _train(cfg: Config, run_dir: str, strategy, resume: bool, log_summaries: boo
 
 def _train_locked(cfg: Config, run_dir: str, strategy, resume: bool, log_summaries: bool) -> int:
   setup = build(cfg, strategy)
-  if cfg.baseline in baselines.CLASSIFIER_BASELINES:
-    sampler = baselines.ClassificationSampler(cfg)
-  else:
-    sampler = data_generator.make_sampler(cfg, 'train')
+  method = setup.method
+  sampler = method.train_sampler()
   ckpt = tf.train.Checkpoint(optimizer=setup.optimizer, data=sampler.trackable(), **trackables(setup))
   manager = tf.train.CheckpointManager(ckpt, run_dir, max_to_keep=MAX_CHECKPOINTS,
                                        checkpoint_name=CKPT_PREFIX)
@@ -306,24 +274,14 @@ def _train_locked(cfg: Config, run_dir: str, strategy, resume: bool, log_summari
     logging.info('%s already trained to iteration %d', run_dir, it)
     return it
 
+  phases = method.phases()  # [(objective, end)]: e.g. pretrain, then the meta-objective
   steps, loops = {}, {}  # objective -> one update; -> steps_per_call updates per call
-  objectives = (['pretrain'] if cfg.pretrain_iterations else []) + (
-      ['maml'] if cfg.metatrain_iterations else [])
-  for objective in objectives:
-    if objective == 'pretrain' and cfg.baseline in baselines.CLASSIFIER_BASELINES:
-      steps[objective] = baselines.make_classify_step(setup.model, setup.optimizer, cfg.jit_compile)
-      continue
-    steps[objective] = setup.learner.make_train_step(setup.optimizer, objective, cfg.jit_compile,
-                                                     strategy=strategy)
+  for objective, _ in phases:
+    steps[objective] = method.make_train_step(setup.learner, setup.optimizer, objective,
+                                              strategy=strategy)
     if cfg.steps_per_call > 1:
-      loops[objective] = setup.learner.make_train_step(setup.optimizer, objective, cfg.jit_compile,
-                                                       cfg.steps_per_call, strategy)
-  if cfg.first_order_iterations:  # MAML++ derivative-order annealing: a first-order phase first
-    steps['first_order'] = setup.learner.make_train_step(
-        setup.optimizer, 'maml', cfg.jit_compile, strategy=strategy, first_order=True)
-    if cfg.steps_per_call > 1:
-      loops['first_order'] = setup.learner.make_train_step(
-          setup.optimizer, 'maml', cfg.jit_compile, cfg.steps_per_call, strategy, first_order=True)
+      loops[objective] = method.make_train_step(setup.learner, setup.optimizer, objective,
+                                                cfg.steps_per_call, strategy)
   writer = tf.summary.create_file_writer(os.path.join(run_dir, 'train')) if log_summaries else None
   validator = _Validator(setup, ckpt, run_dir, writer) if cfg.val_every else None
   meter = _Meter()
@@ -358,9 +316,7 @@ def _train_locked(cfg: Config, run_dir: str, strategy, resume: bool, log_summari
       if utils.STOP:
         logging.info('%s: saving iteration %d and stopping', utils.STOP.describe(), it)
         break
-      objective = 'pretrain' if it < cfg.pretrain_iterations else 'maml'
-      if objective == 'maml' and it < cfg.pretrain_iterations + cfg.first_order_iterations:
-        objective = 'first_order'
+      objective = next(o for o, end in phases if it < end)
       # A looped call never steps over an iteration at which something is logged or saved.
       if objective in loops and _next_event(cfg, it) - it >= cfg.steps_per_call:
         episodes = [sampler.sample(*sizes)[:4] for _ in range(cfg.steps_per_call)]
@@ -376,12 +332,8 @@ def _train_locked(cfg: Config, run_dir: str, strategy, resume: bool, log_summari
           now = time.perf_counter()
           rate = (it - it_print) / max(now - t_print, 1e-9)
           eta = (total - it) / max((it - start) / (now - t_start), 1e-9)
-          if cfg.method in METRIC_METHODS:  # no inner loop: one query loss
-            losses = 'query loss %.4f' % values['loss']
-          else:
-            losses = 'pre-update loss %.4f | post-update loss %.4f' % (values['pre_loss'],
-                                                                      values['post_loss'])
-          label = cfg.method if objective == 'maml' else objective
+          losses = method.log_losses(values)
+          label = cfg.method if objective == methods.META else objective
           logging.info('iter %d/%d (%.1f%%) %s | %s | %.3g it/s | ETA %s', it, total,
                        100 * it / total, label, losses, rate, utils.format_duration(eta))
           if writer is not None:
@@ -434,9 +386,7 @@ def _next_event(cfg: Config, it: int) -> int:
   for every in (cfg.summary_every, cfg.print_every, cfg.checkpoint_every, cfg.val_every):
     if every:
       events.append((it // every + 1) * every)
-  for switch in (cfg.pretrain_iterations, cfg.pretrain_iterations + cfg.first_order_iterations):
-    if it < switch:
-      events.append(switch)
+  events += [end for _, end in methods.get(cfg).phases() if it < end]
   return min(events)
 
 
@@ -461,7 +411,7 @@ class _Validator:
     q = (cfg.test_query_size or k) * cfg.num_classes
     self.tasks = data_generator.fixed_task_chunks(sampler, cfg.num_val_tasks, k * cfg.num_classes,
                                                   q, cfg.eval_chunk)  # the same at every validation
-    self.eval_fn = setup.learner.make_eval_step(cfg.report_step)
+    self.eval_fn = setup.method.make_eval_fn(setup.learner, cfg.report_step)
     self.protocol = {'num_tasks': cfg.num_val_tasks, 'shots': k, 'query_size': q // cfg.num_classes,
                      'eval_seed': cfg.eval_seed, 'step': cfg.report_step}
     self.curve = {}
@@ -539,29 +489,6 @@ def restore_for_eval(cfg: Config, run_dir: str, test_iter: int = -1) -> tuple[Se
   return setup, path
 
 
-def _make_eval_fn(setup: Setup):
-  """fn(support_x, support_y, query_x, query_y, lr) -> {'loss', 'metric'} [steps+1, T] for a row.
-
-  MAML rows and the pretrained baselines fine-tune the trained model; the classifier baselines
-  first give its backbone an N-way head (baselines.py), and nearest neighbour has no steps at all.
-  """
-  cfg = setup.cfg
-  if cfg.baseline == 'nearest_neighbor':
-    features = baselines.backbone(setup.model)
-
-    def nearest(*episode):
-      metric = baselines.nearest_neighbor_accuracy(features, episode, cfg.nn_distance)[None]
-      return {'loss': tf.zeros_like(metric), 'metric': tf.constant(metric)}
-    return nearest
-  learner = setup.learner
-  if cfg.method in METRIC_METHODS:
-    return learner.make_eval_step(0)
-  if cfg.baseline == 'finetune':
-    model = baselines.task_model(setup.model, cfg)
-    learner = make_learner(cfg, model, learner.loss_fn, learner.metric_fn, num_updates=0)
-  return learner.make_eval_step(cfg.test_num_updates)
-
-
 def _run_tasks(eval_fn, chunks, lr: float) -> dict:
   """Runs eval_fn over Episode chunks; returns arrays [steps+1, num_tasks]."""
   parts = []
@@ -615,8 +542,9 @@ def evaluate(cfg: Config, run_dir: str, *, split: str = 'test', test_iter: int =
   results = []
   # One function for every K: after the first shapes it traces once more with general shapes
   # (reduce_retracing) and reuses that trace, instead of two or three traces per K.
-  eval_fn = _make_eval_fn(setup)
-  curves_fn = (setup.learner.make_eval_step(cfg.test_num_updates, return_outputs=True)
+  method = setup.method
+  eval_fn = method.make_eval_fn(setup.learner, cfg.test_num_updates)
+  curves_fn = (method.make_eval_fn(setup.learner, cfg.test_num_updates, return_outputs=True)
                if cfg.datasource == 'sinusoid' else None)
   for k in shots or cfg.eval_shots:
     t0 = time.perf_counter()
@@ -625,7 +553,7 @@ def evaluate(cfg: Config, run_dir: str, *, split: str = 'test', test_iter: int =
       lr = update_lr
     elif cfg.test_update_lr is not None:
       lr = cfg.test_update_lr
-    elif cfg.test_update_lr_grid:
+    elif cfg.test_update_lr_grid and method.tunes_step_size:
       lr, scores = tune_step_size(setup, eval_fn, k)
     else:
       lr = cfg.update_lr
@@ -643,7 +571,7 @@ def evaluate(cfg: Config, run_dir: str, *, split: str = 'test', test_iter: int =
                       cfg.num_test_tasks, int(np.argmax(nonfinite > 0)))
     result = {
         'experiment': cfg.name, 'split': split, 'shots': k, 'num_tasks': cfg.num_test_tasks,
-        'metric': cfg.metric, 'update_lr': lr if cfg.inner_lr == 'fixed' else 'learned',
+        'metric': cfg.metric, 'update_lr': method.reported_step_size(lr),
         'step_size_tuning': scores, 'method': cfg.method, 'transductive': cfg.transductive,
         'tasks_sha256': digest.hexdigest(),
         'steps': list(range(cfg.test_num_updates + 1)),
@@ -671,8 +599,9 @@ def evaluate(cfg: Config, run_dir: str, *, split: str = 'test', test_iter: int =
       result['curves'] = sinusoid_curves(setup, curves_fn, k, lr,
                                          out_path[:-len('.json')] + '_curves.npz')
     utils.write_json(out_path, result)
+    alpha = result['update_lr']  # a step size, or what stands for one (e.g. 'learned')
     logging.info('%s K=%d alpha=%s (%d tasks, %.1fs): %s after 0..%d steps: %s', cfg.name, k,
-                 ('learned' if cfg.inner_lr != 'fixed' else f'{lr:g}' if cfg.test_num_updates
+                 (alpha if isinstance(alpha, str) else f'{lr:g}' if cfg.test_num_updates
                   else 'none (no steps)'), cfg.num_test_tasks,
                  time.perf_counter() - t0, cfg.metric, cfg.test_num_updates, utils.format_steps(mean))
     results.append(result)

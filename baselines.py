@@ -12,13 +12,17 @@ The trainer runs them through methods/baselines.py (training stream, step and ev
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import keras
 import numpy as np
 import tensorflow as tf
 
-from experiments import Config
 import image_datasets
 import models
+
+if TYPE_CHECKING:  # the row's type only: methods/ and its modules import nothing above them
+  from experiments import Config
 
 def classification_batches(data: image_datasets.ClassImages, batch_size: int, seed: tuple[int, ...],
                            invert: bool) -> tf.data.Dataset:

@@ -1,6 +1,6 @@
 """Training and Fig. 5 evaluation of the RL rows: `train_rl(cfg, run_dir)`, `evaluate_rl(cfg, run_dir)`.
 
-A run directory holds config.json, checkpoints (theta, iteration, the sampling RNG), best/ (the
+A run directory (rundir.py, as the image trainer's) holds config.json, train.lock, checkpoints (theta, iteration, the sampling RNG), best/ (the
 parameters with the best average training return, which the paper evaluates), TensorBoard scalars
 (train/), the training curve (curve.json) and results (results/fig5.json).
 """
@@ -20,10 +20,12 @@ import data_generator
 from experiments import RLConfig
 import rl
 import rl_envs
-from trainer import EXPORTED_DIR, RunError
+import rundir
+from rundir import RunError
 import utils
 
-CONFIG_FILE, CURVE_FILE, BEST_DIR, RESULTS = 'config.json', 'curve.json', 'best', 'results/fig5.json'
+CURVE_FILE, RESULTS = 'curve.json', 'results/fig5.json'
+MAX_CHECKPOINTS = 3  # an RL checkpoint is taken every few iterations; the curve keeps the history
 
 
 class _Rng:
@@ -67,42 +69,47 @@ def meta_batch(cfg: RLConfig, envs, algo: rl.MamlTrpo, rng: np.random.Generator)
   return rl.MetaData(support_x, support_y, query_x, query_y, tf.constant(old)), pre, post
 
 
-def train_rl(cfg: RLConfig, run_dir: str, resume: bool = True) -> int:
-  """Runs cfg.iterations outer TRPO steps (resuming from the latest checkpoint); returns the iteration."""
-  os.makedirs(run_dir, exist_ok=True)
-  config_path = os.path.join(run_dir, CONFIG_FILE)
-  if os.path.exists(config_path) and tf.train.latest_checkpoint(run_dir):
-    if not resume:
-      raise RunError(f'{run_dir} already holds a trained run; pass --resume=True to continue it')
-    saved = RLConfig.from_dict(utils.read_json(config_path)).to_dict()
-    diff = [f'{k}: {saved[k]!r} -> {v!r}' for k, v in cfg.to_dict().items()
+def _config_diff(cfg: RLConfig):
+  """rundir.prepare's diff for an RL row: the fields of cfg, but the runtime ones, that differ from
+  the saved config.json."""
+  new = cfg.to_dict()
+
+  def diff(saved: dict) -> list[str]:
+    saved = RLConfig.from_dict(saved).to_dict()
+    return [f'{k}: {saved[k]!r} -> {v!r}' for k, v in new.items()
             if k not in RLConfig.RUNTIME_FIELDS and saved.get(k) != v]
-    if diff:
-      raise RunError(f'{run_dir} was trained with another configuration ({"; ".join(diff)}); '
-                     'choose another --logdir')
-  utils.write_json(config_path, cfg.to_dict())
+  return diff
+
+
+def train_rl(cfg: RLConfig, run_dir: str, resume: bool = True) -> int:
+  """Runs cfg.iterations outer TRPO steps (resuming from the latest checkpoint); returns the iteration.
+
+  Holds the run's lock throughout: a second trainer of the same run stops with RunError."""
+  with rundir.open_for_training(run_dir, cfg.to_dict(), resume, _config_diff(cfg)):
+    return _train_locked(cfg, run_dir)
+
+
+def _train_locked(cfg: RLConfig, run_dir: str) -> int:
   envs, policy, algo = build(cfg)
   rng = _Rng(cfg.seed)
   iteration = tf.Variable(0, dtype=tf.int64, trainable=False)
   ckpt = tf.train.Checkpoint(policy=policy, iteration=iteration,
                              rng=data_generator.NumpyRngState(rng))
-  manager = tf.train.CheckpointManager(ckpt, run_dir, max_to_keep=3)
-  best = tf.train.CheckpointManager(ckpt, os.path.join(run_dir, BEST_DIR), max_to_keep=1)
-  if manager.latest_checkpoint:
-    ckpt.restore(manager.latest_checkpoint).assert_consumed()
-    logging.info('resumed %s at iteration %d', manager.latest_checkpoint, int(iteration))
+  checkpoints = rundir.Checkpoints(ckpt, run_dir, iteration, MAX_CHECKPOINTS)
+  start = it = checkpoints.resume()
   curve_path = os.path.join(run_dir, CURVE_FILE)
   curve = utils.read_json(curve_path) if os.path.exists(curve_path) else []
-  curve = [c for c in curve if c['iteration'] <= int(iteration)]
+  curve = [c for c in curve if c['iteration'] <= it]
+  # best/: the parameters with the best average training return (strictly better: the first wins)
+  best = rundir.BestKeeper(ckpt, run_dir, iteration, lambda a, b: a > b,
+                           max((c['score'] for c in curve), default=None))
   writer = tf.summary.create_file_writer(os.path.join(run_dir, 'train'))
-  start = it = int(iteration)
   t_start = time.perf_counter()
   logging.info('training %s: iterations %d..%d in %s', cfg.name, it, cfg.iterations, run_dir)
   while it < cfg.iterations:
     if utils.STOP:  # between iterations: theta, the RNG and the curve belong to iteration `it`
       logging.info('%s: saving iteration %d and stopping', utils.STOP.describe(), it)
-      iteration.assign(it)
-      manager.save(checkpoint_number=it)
+      checkpoints.save(it)
       utils.write_json(curve_path, curve)
       break
     data, pre, post = meta_batch(cfg, envs, algo, rng.rng)
@@ -114,9 +121,7 @@ def train_rl(cfg: RLConfig, run_dir: str, resume: bool = True) -> int:
       raise RunError(f'non-finite return or loss at iteration {it}; the last good checkpoint is '
                      'kept. Lower --max_kl or the inner step size.')
     score = record['post_return'] if post is not None else record['pre_return']
-    if not curve or score > max(c['score'] for c in curve):
-      iteration.assign(it)
-      best.save(checkpoint_number=it)
+    best.offer(score, it)
     curve.append({**record, 'score': score})
     with writer.as_default(step=it):
       tf.summary.scalar('return/pre_update', record['pre_return'])
@@ -132,8 +137,7 @@ def train_rl(cfg: RLConfig, run_dir: str, resume: bool = True) -> int:
                    '' if info['accepted'] else f' (no step: {info["reason"]})',
                    elapsed / (it - start), utils.format_duration(eta))
     if it % cfg.checkpoint_every == 0 or it == cfg.iterations:
-      iteration.assign(it)
-      manager.save(checkpoint_number=it)
+      checkpoints.save(it)
       utils.write_json(curve_path, curve)
   writer.flush()
   return it
@@ -170,19 +174,12 @@ def evaluate_rl(cfg: RLConfig, run_dir: str, test_iter: int = -1) -> dict:
   iteration = tf.Variable(0, dtype=tf.int64, trainable=False)
   path = None
   if cfg.method != 'random':
-    directory = os.path.join(run_dir, BEST_DIR) if test_iter == -1 else run_dir
-    if test_iter == -1 and not os.path.isdir(directory):  # an exported results/<row>/ (run_queue.py)
-      directory = os.path.join(run_dir, EXPORTED_DIR)
-    path = tf.train.latest_checkpoint(directory)
-    if path is None:
-      raise RunError(f'no checkpoint in {directory}; train the row first: python main.py '
-                     f'--experiment={cfg.name} --logdir={os.path.dirname(run_dir) or "."}')
-    if test_iter >= 0:
-      kept = tf.train.get_checkpoint_state(run_dir).all_model_checkpoint_paths
-      path = next((p for p in kept if p.endswith(f'-{test_iter}')), None)
-      if path is None:
-        raise RunError(f'no checkpoint of iteration {test_iter} in {run_dir}; it holds: '
-                       f'{", ".join(os.path.basename(p) for p in kept)}')
+    # -1: best/ (or model/ in an exported results/<row>/), never the latest in its place
+    path = rundir.checkpoint_for_eval(
+        run_dir, test_iter,
+        train_hint=(f'train the row first (python main.py --experiment={cfg.name} '
+                    f'--logdir={os.path.dirname(run_dir) or "."})'),
+        latest_refused=f'checkpoint of the best training return in {rundir.BEST_DIR}/')
     tf.train.Checkpoint(policy=policy, iteration=iteration).restore(path).expect_partial()
   tuning = {}
   if cfg.test_lr_grid and cfg.test_steps:

@@ -24,20 +24,15 @@ import data_generator
 from experiments import Config
 import methods
 import models
+import rundir
+# The run directory's names and error live in rundir.py (shared with rl_trainer.py); these
+# re-exports keep trainer.X working for main.py, run_queue.py and the tests.
+from rundir import BEST_DIR, CKPT_PREFIX, CONFIG_FILE, EXPORTED_DIR, LOCK_FILE, RunError
 import utils
 
-CONFIG_FILE = 'config.json'
-CKPT_PREFIX = 'ckpt'
-BEST_DIR = 'best'            # the checkpoint with the best validation metric (model selection)
 VAL_FILE = 'validation.json'  # the validation curve: iteration -> metric at report_step
 TRAIN_CURVE = 'train.csv'     # the training losses at every summary step
-EXPORTED_DIR = 'model'        # the tested weights of a row exported to results/<row>/ (run_queue.py)
 MAX_CHECKPOINTS = 10  # as the original Saver(max_to_keep=10)
-LOCK_FILE = 'train.lock'  # held by the process training the run
-
-
-class RunError(Exception):
-  """A run that cannot go on; the message tells the user what to do."""
 
 
 @dataclasses.dataclass
@@ -112,31 +107,21 @@ def _is_chief(strategy: tf.distribute.Strategy | None) -> bool:
 
 # --- run directory --------------------------------------------------------------------------------
 
-def _science_diff(saved: Config, cfg: Config) -> list[str]:
+def _science_diff(cfg: Config):
+  """rundir.prepare's diff for a row: what makes the saved config.json another experiment than
+  cfg. A runtime or provenance field (the iteration count, a corrected published number) does not."""
   skip = set(Config.RUNTIME_FIELDS) | set(Config.PROVENANCE_FIELDS)
-  a, b = saved.to_dict(), cfg.to_dict()
-  return [f'{k}: {a[k]!r} -> {b[k]!r}' for k in a if k not in skip and a[k] != b.get(k)]
+  b = cfg.to_dict()
+
+  def diff(saved: dict) -> list[str]:
+    a = Config.from_dict(saved).to_dict()
+    return [f'{k}: {a[k]!r} -> {b[k]!r}' for k in a if k not in skip and a[k] != b.get(k)]
+  return diff
 
 
 def prepare_run_dir(cfg: Config, run_dir: str, resume: bool) -> None:
   """Creates run_dir and writes config.json; refuses to mix two experiments in one directory."""
-  try:
-    os.makedirs(run_dir, exist_ok=True)
-  except OSError as e:
-    raise RunError(f'cannot create run directory {run_dir}: {e.strerror}; choose another --logdir')
-  if not os.access(run_dir, os.W_OK):
-    raise RunError(f'run directory {run_dir} is not writable; choose another --logdir')
-  path = os.path.join(run_dir, CONFIG_FILE)
-  has_checkpoint = tf.train.latest_checkpoint(run_dir) is not None
-  if os.path.exists(path) and has_checkpoint:
-    if not resume:
-      raise RunError(f'{run_dir} already holds a trained run; pass --resume=True to continue it, '
-                     'or choose another --logdir')
-    diff = _science_diff(Config.from_dict(utils.read_json(path)), cfg)
-    if diff:
-      raise RunError(f'{run_dir} was trained with another configuration ({"; ".join(diff)}); '
-                     'choose another --logdir')
-  utils.write_json(path, cfg.to_dict())
+  rundir.prepare(run_dir, cfg.to_dict(), resume, _science_diff(cfg))
 
 
 def load_run_config(run_dir: str) -> Config:
@@ -209,51 +194,8 @@ def _copy_latest_checkpoint(src: str, dst: str) -> None:
     shutil.copy2(path, dst)
 
 
-@contextlib.contextmanager
-def _run_lock(run_dir: str):
-  """Holds <run>/train.lock (this process's pid) while training: a second trainer of the same run
-  stops with RunError instead of interleaving its checkpoints with ours. A lock whose process is
-  gone (a crash, a killed job) is taken over."""
-  path = os.path.join(run_dir, LOCK_FILE)
-  for _ in range(2):
-    try:
-      fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-      break
-    except FileExistsError:
-      if _lock_holder_alive(path):
-        raise RunError(f'{run_dir} is being trained by another process (pid '
-                       f'{open(path).read().strip()}); stop it first, or delete {path} if that '
-                       'process is not a trainer')
-      with contextlib.suppress(FileNotFoundError):  # stale: its process is gone
-        os.remove(path)
-  else:
-    raise RunError(f'cannot take {path}; delete it if no trainer is running')
-  os.write(fd, str(os.getpid()).encode())
-  os.close(fd)
-  try:
-    yield
-  finally:
-    os.remove(path)
-
-
-def _lock_holder_alive(path: str) -> bool:
-  """True if the pid written in the lock file `path` is a running process."""
-  try:
-    with open(path) as f:
-      pid = int(f.read().strip() or 0)
-    if pid <= 0:
-      return False
-    os.kill(pid, 0)  # signal 0: only checks that the process exists
-  except (FileNotFoundError, ValueError, ProcessLookupError, OverflowError):
-    return False
-  except PermissionError:  # exists, owned by another user
-    return True
-  return True
-
-
 def _train(cfg: Config, run_dir: str, strategy, resume: bool, log_summaries: bool) -> int:
-  prepare_run_dir(cfg, run_dir, resume)
-  with _run_lock(run_dir):
+  with rundir.open_for_training(run_dir, cfg.to_dict(), resume, _science_diff(cfg)):
     return _train_locked(cfg, run_dir, strategy, resume, log_summaries)
 
 
@@ -262,12 +204,8 @@ def _train_locked(cfg: Config, run_dir: str, strategy, resume: bool, log_summari
   method = setup.method
   sampler = method.train_sampler()
   ckpt = tf.train.Checkpoint(optimizer=setup.optimizer, data=sampler.trackable(), **trackables(setup))
-  manager = tf.train.CheckpointManager(ckpt, run_dir, max_to_keep=MAX_CHECKPOINTS,
-                                       checkpoint_name=CKPT_PREFIX)
-  if manager.latest_checkpoint:
-    ckpt.restore(manager.latest_checkpoint).assert_consumed()
-    logging.info('resumed %s at iteration %d', manager.latest_checkpoint, int(setup.iteration))
-  start = it = int(setup.iteration)
+  checkpoints = rundir.Checkpoints(ckpt, run_dir, setup.iteration, MAX_CHECKPOINTS)
+  start = it = checkpoints.resume()
   curve = _TrainCurve(os.path.join(run_dir, TRAIN_CURVE), it)
   total = cfg.total_iterations
   if it >= total:
@@ -294,8 +232,7 @@ def _train_locked(cfg: Config, run_dir: str, strategy, resume: bool, log_summari
     meter_values = meter.flush(it)  # raises on NaN before anything is written
     if meter_values is not None:
       write_summaries(meter_values)
-    setup.iteration.assign(it)
-    manager.save(checkpoint_number=it)
+    checkpoints.save(it)
     saved = it
 
   def write_summaries(values):
@@ -404,8 +341,7 @@ class _Validator:
     cfg = self.cfg = setup.cfg
     self.setup, self.writer = setup, writer
     self.path = os.path.join(run_dir, VAL_FILE)
-    self.manager = tf.train.CheckpointManager(ckpt, os.path.join(run_dir, BEST_DIR), max_to_keep=1,
-                                              checkpoint_name=CKPT_PREFIX)
+    self.best = rundir.BestKeeper(ckpt, run_dir, setup.iteration, self.better)
     k = cfg.val_shots
     sampler = data_generator.make_sampler(cfg, 'val', k)
     q = (cfg.test_query_size or k) * cfg.num_classes
@@ -427,6 +363,9 @@ class _Validator:
             'cannot be compared to pick the best model: resume with the earlier setting (e.g. '
             '--num_val_tasks), or move validation.json and best/ aside to start a new curve.')
       self.curve = saved['curve']
+      values = self.curve.values()
+      self.best.best = (max(values, default=None) if cfg.metric == 'accuracy'
+                        else min(values, default=None))
 
   def better(self, a: float, b: float) -> bool:
     # A tie goes to the later checkpoint: a saturated validation set (100% on Omniglot 5-way's 100
@@ -438,18 +377,14 @@ class _Validator:
     cfg = self.cfg
     metric = _run_tasks(self.eval_fn, self.tasks(), cfg.update_lr)['metric']
     value = float(metric[cfg.report_step].mean())
-    best = max(self.curve.values(), default=None) if cfg.metric == 'accuracy' else min(
-        self.curve.values(), default=None)
     self.curve[str(iteration)] = value
-    if best is None or self.better(value, best):
-      self.manager.save(checkpoint_number=iteration)
-      best = value
+    self.best.offer(value, iteration)
     utils.write_json(self.path, {'metric': cfg.metric, **self.protocol, 'curve': self.curve})
     if self.writer is not None:
       with self.writer.as_default(step=iteration):
         tf.summary.scalar(f'val/{cfg.metric}_step{cfg.report_step}', value)
     logging.info('validation at iteration %d: %s after %d steps %.4f (best %.4f)', iteration,
-                 cfg.metric, cfg.report_step, value, best)
+                 cfg.metric, cfg.report_step, value, self.best.best)
     return value
 
 
@@ -458,32 +393,18 @@ class _Validator:
 def restore_for_eval(cfg: Config, run_dir: str, test_iter: int = -1) -> tuple[Setup, str]:
   """Builds the row's model and loads a checkpoint into it.
 
-  test_iter -1: the best validated checkpoint (<run>/best) if the row validates (cfg.val_every),
-  else the latest; -2: the latest; N: the checkpoint of iteration N. Raises RunError if there is no
-  such checkpoint: an untrained model is never evaluated, nor the latest in place of the best.
+  test_iter -1: the best validated checkpoint (<run>/best, or the exported <run>/model) if the row
+  validates (cfg.val_every), else the latest; -2: the latest; N: the checkpoint of iteration N
+  (rundir.checkpoint_for_eval picks it). Raises RunError if there is no such checkpoint: an
+  untrained model is never evaluated, nor the latest in place of the best.
   """
   setup = build(cfg)
-  if test_iter < 0:
-    # results/<row>/model/ holds only the tested weights, exported by run_queue from best/ (or the
-    # final checkpoint of a row that does not validate): it is the selected model.
-    best = (tf.train.latest_checkpoint(os.path.join(run_dir, BEST_DIR))
-            or tf.train.latest_checkpoint(os.path.join(run_dir, EXPORTED_DIR))) if test_iter == -1 else None
-    path = best or tf.train.latest_checkpoint(run_dir)
-    if path is not None and best is None and test_iter == -1 and cfg.val_every:
-      raise RunError(f'{run_dir} has no best-validated checkpoint in {BEST_DIR}/ yet (the row '
-                     f'validates every {cfg.val_every} iterations); pass --test_iter=-2 to evaluate '
-                     'the latest checkpoint, or --test_iter=N for iteration N')
-    if path is None:
-      raise RunError(f'no checkpoint in {run_dir}: train the run first (python main.py '
-                     f'--experiment={cfg.name} ...) or point --logdir at a trained run')
-  else:
-    candidates = [os.path.join(d, f'{CKPT_PREFIX}-{test_iter}')
-                  for d in (run_dir, os.path.join(run_dir, BEST_DIR))]
-    path = next((p for p in candidates if tf.io.gfile.exists(p + '.index')), None)
-    if path is None:
-      have = tf.train.get_checkpoint_state(run_dir)
-      kept = [os.path.basename(p) for p in have.all_model_checkpoint_paths] if have else []
-      raise RunError(f'no checkpoint {candidates[0]}; {run_dir} holds: {", ".join(kept) or "none"}')
+  path = rundir.checkpoint_for_eval(
+      run_dir, test_iter,
+      train_hint=(f'train the run first (python main.py --experiment={cfg.name} ...) or point '
+                  '--logdir at a trained run'),
+      latest_refused=(f'best-validated checkpoint in {BEST_DIR}/ yet (the row validates every '
+                      f'{cfg.val_every} iterations)') if cfg.val_every else None)
   ckpt = tf.train.Checkpoint(**trackables(setup))
   ckpt.restore(path).assert_existing_objects_matched().expect_partial()
   return setup, path

@@ -178,9 +178,9 @@ def save_snapshot(results_dir: str, row: str, run_dir: str) -> int:
     for name in _RUN_FILES:
       if os.path.exists(os.path.join(run_dir, name)):
         shutil.copy2(os.path.join(run_dir, name), os.path.join(tmp, name))
-    best = os.path.join(run_dir, 'best')
-    if _latest_iteration(best) is not None:
-      _copy_checkpoint(best, os.path.join(tmp, 'best'))
+    if _latest_iteration(os.path.join(run_dir, 'best')) is not None:
+      # the best model so far is only ever evaluated, so its weights suffice (half the size)
+      _export_model(row, run_dir, os.path.join(tmp, 'best'))
     build.iteration = it
 
   _replace_dir(build, os.path.join(results_dir, row, SNAPSHOT_DIR))

@@ -178,6 +178,7 @@ def save_snapshot(results_dir: str, row: str, run_dir: str) -> int:
     for name in _RUN_FILES:
       if os.path.exists(os.path.join(run_dir, name)):
         shutil.copy2(os.path.join(run_dir, name), os.path.join(tmp, name))
+    _drop_data_dir(os.path.join(tmp, 'config.json'))
     if _latest_iteration(os.path.join(run_dir, 'best')) is not None:
       # the best model so far is only ever evaluated, so its weights suffice (half the size)
       _export_model(row, run_dir, os.path.join(tmp, 'best'))
@@ -188,6 +189,15 @@ def save_snapshot(results_dir: str, row: str, run_dir: str) -> int:
                   rule=selection_rule(row, run_dir))
   _export_curves(run_dir, os.path.join(results_dir, row))
   return build.iteration
+
+
+def _drop_data_dir(path: str) -> None:
+  """Where one machine kept the data says nothing about the run (a runtime field; resume and
+  evaluation take --data_dir)."""
+  if os.path.exists(path):
+    config = utils.read_json(path)
+    config.pop('data_dir', None)
+    utils.write_json(path, config)
 
 
 # --- exporting a finished row ---------------------------------------------------------------------
@@ -244,11 +254,9 @@ def export(results_dir: str, row: str, run_dir: str, model_run_dir: str | None =
   out = os.path.join(results_dir, row)
 
   def build(tmp):
-    config = utils.read_json(os.path.join(model_run_dir, 'config.json')) if os.path.exists(
-        os.path.join(model_run_dir, 'config.json')) else None
-    if config is not None:
-      config.pop('data_dir', None)  # where this machine kept the data says nothing about the run
-      utils.write_json(os.path.join(tmp, 'config.json'), config)
+    if os.path.exists(os.path.join(model_run_dir, 'config.json')):
+      shutil.copy2(os.path.join(model_run_dir, 'config.json'), os.path.join(tmp, 'config.json'))
+      _drop_data_dir(os.path.join(tmp, 'config.json'))
     shutil.copytree(os.path.join(run_dir, 'results'), os.path.join(tmp, 'results'))
     _export_curves(model_run_dir, tmp)
     build.tested = _export_model(row, model_run_dir, os.path.join(tmp, MODEL_DIR))

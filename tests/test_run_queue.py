@@ -45,6 +45,8 @@ def test_a_run_resumed_from_the_committed_snapshot_continues_with_the_uninterrup
   info = run_queue.run_info(str(results), ROW)
   assert not info['done'] and info['trained_iterations'] == 20 and info['target_iterations'] == experiments.get(ROW).total_iterations
   assert run_queue.pending(str(results)) == [ROW]
+  snapshot_config = json.loads((results / ROW / run_queue.SNAPSHOT_DIR / 'config.json').read_text())
+  assert 'data_dir' not in snapshot_config  # no machine's path is committed
   shutil.rmtree(tmp_path / 'machine1')
 
   second = tmp_path / 'machine2' / ROW  # ...and a fresh clone resumes from what was committed

@@ -1,8 +1,9 @@
 """Speed and memory of one experiment row's training step: `run_benchmark(cfg)`.
 
 This is a measurement, not a test: nothing is asserted and no figure is compared with a target. It
-builds the row exactly as training does (`trainer.build`), compiles the step training would run
-('maml' if the row meta-trains, else 'pretrain') and reports:
+builds the row exactly as training does (`trainer.build`), compiles the step its method trains most
+of its iterations with (the meta-objective, or the baselines' 'pretrain' classifier step) and
+reports:
 
   * compile time: wall time of the first call (tracing, plus XLA compilation when cfg.jit_compile),
     up to the loss being on the host;
@@ -67,11 +68,6 @@ def peak_rss_mb() -> float:
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
   peak = peak / MB if sys.platform == 'darwin' else peak * 1024 / MB
   return max(peak, current_rss_mb() or 0.0)
-
-
-def objective_of(cfg: Config) -> str:
-  """The objective training spends its meta-updates on: 'maml', or 'pretrain' for the baselines."""
-  return 'maml' if cfg.metatrain_iterations > 0 else 'pretrain'
 
 
 def output_path(cfg: Config, out_dir: str) -> str:
@@ -182,6 +178,16 @@ def synthetic_episodes(setup: trainer.Setup, count: int = 4) -> list[tuple[tf.Te
            rng.uniform([cfg.meta_batch_size, n_q, *in_shape]), targets(n_q)) for _ in range(count)]
 
 
+def synthetic_batches(setup: trainer.Setup, count: int = 4) -> list[tuple[tf.Tensor, tf.Tensor]]:
+  """`count` random batches for a method that trains on single images (the classifier baselines):
+  images U[0, 1) [T, ...] and labels [T] among the model's outputs (T = meta_batch_size)."""
+  cfg, model = setup.cfg, setup.model
+  rng = tf.random.Generator.from_seed(cfg.seed)
+  return [(rng.uniform([cfg.meta_batch_size, *model.input_shape[1:]]),
+           rng.uniform([cfg.meta_batch_size], 0, model.output_shape[-1], tf.int32))
+          for _ in range(count)]
+
+
 def run_benchmark(cfg: Config, iterations: int = 200, out_dir: str | None = None,
                   warmup: int = 20, data: str = 'synthetic') -> dict:
   """Times the training step of a row on episodes from its own sampler.
@@ -198,18 +204,20 @@ def run_benchmark(cfg: Config, iterations: int = 200, out_dir: str | None = None
   """
   if iterations < 1 or warmup < 0:
     raise ValueError(f'iterations={iterations} must be at least 1 and warmup={warmup} not negative')
-  objective = objective_of(cfg)
   rss_before = current_rss_mb()
   setup = trainer.build(cfg)
+  # The objective training spends most of its iterations on (its last phase): the meta-objective,
+  # or the baselines' 'pretrain'.
+  objective = setup.method.phases()[-1][0]
   per_call = cfg.steps_per_call  # iterations per call of the step (a graph loop when > 1)
-  step = setup.learner.make_train_step(setup.optimizer, objective, cfg.jit_compile, per_call)
+  step = setup.method.make_train_step(setup.learner, setup.optimizer, objective, per_call)
   sizes = (cfg.meta_batch_size, cfg.update_batch_size * cfg.num_classes,
            cfg.train_query_size * cfg.num_classes)
   if data == 'sampler':
-    sampler = data_generator.make_sampler(cfg, 'train')
+    sampler = setup.method.train_sampler()
     draw_one = lambda i: sampler.sample(*sizes)[:4]
   elif data == 'synthetic':
-    pool = synthetic_episodes(setup)
+    pool = synthetic_episodes(setup) if setup.method.episodic else synthetic_batches(setup)
     draw_one = lambda i: pool[i % len(pool)]
   else:
     raise ValueError(f'data={data!r} is not synthetic or sampler')

@@ -2,8 +2,10 @@
 
 This module is the single source of truth for hyperparameters. `main.py` picks a row with
 `--experiment=<name>` and applies flag overrides with `Config.replace`; `scripts/`, the tests and the
-README read the same rows. Field names follow the original code's flags (cbfinn/maml), so the original
-commands translate one to one; comments give the paper's symbols.
+README read the same rows. A row is a `Config`: the parts of config.py (episodes, network, inner
+loop, meta-training, evaluation, runtime, provenance) composed with each method's own options
+(methods/*.py), each field defined once with its doc. Field names follow the original code's flags
+(cbfinn/maml), so the original commands translate one to one; docs give the paper's symbols.
 
 Where the paper text and the original code disagree, the row states which one it follows in `choices`
 and the other value stays reachable by a flag (see `DISCREPANCIES`).
@@ -15,130 +17,35 @@ import dataclasses
 import math
 from typing import Mapping
 
-DATASOURCES = ('sinusoid', 'omniglot', 'miniimagenet')
-TASK_PARALLELISM = ('vectorized_map', 'batched', 'map_fn', 'loop')
-DISTRIBUTE = ('none', 'mirrored', 'multi_worker')
-INNER_LOOPS = ('all', 'head')
-CONV_HEADS = ('maml', 'flatten')
-METHODS = ('maml', 'reptile', 'protonet', 'matching')
-INNER_LRS = ('fixed', 'per_parameter', 'per_layer_per_step')
-METRIC_METHODS = ('protonet', 'matching')
-METRICS = ('mse', 'accuracy')
-NORMS = ('batch_norm', 'layer_norm', 'None')
-BASELINES = (None, 'oracle', 'finetune', 'nearest_neighbor')
+import config
+from config import (CONV_HEADS, DATASOURCES, DISTRIBUTE, INNER_LOOPS, METRICS, NORMS,  # noqa: F401
+                    TASK_PARALLELISM, ConfigError, Published)
+import methods
+import rundir
+
+METHODS = methods.names('method')
+BASELINES = (None, 'oracle') + methods.names('baseline')
 PAPER = 'Finn, Abbeel, Levine 2017, arXiv 1703.03400v3'
 
 
-class ConfigError(ValueError):
-  """A configuration that cannot run; the message says which field and why."""
+@config.Part
+class Row:
+  """A row's name: the run directory and the results folder are named after it."""
+  name: str = config.option('', 'The row\'s name (a key of EXPERIMENTS).')
 
 
-@dataclasses.dataclass(frozen=True)
-class Published:
-  """One published number: `metric` after `step` inner steps at K = `shots`."""
-  shots: int
-  step: int
-  value: float
-  ci95: float | None = None
-  source: str = ''
-  transductive: bool = True  # False: each query predicted in a batch with the support set only
+# A saved config.json lists the fields in this order.
+PARTS = (Row, *config.CORE_PARTS[:-1], *methods.option_parts(), config.Provenance)
 
 
-@dataclasses.dataclass(frozen=True)
-class Config:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config(*reversed(PARTS)):  # dataclass fields come in reverse MRO order: PARTS' order
   """One experiment. Defaults are the sinusoid settings of the original code."""
-  name: str
-  datasource: str = 'sinusoid'
-  # Task distribution.
-  num_classes: int = 1                # N (ways); 1 for regression.
-  update_batch_size: int = 10         # K: support examples per class (points for sinusoid) at training.
-  query_size: int | None = None       # query examples per class at training; None means K (original).
-  # Inner loop.
-  update_lr: float = 0.001            # alpha: inner SGD step size.
-  num_updates: int = 1                # inner steps at meta-training.
-  test_num_updates: int = 10          # inner steps at meta-test (metrics after every step 0..this).
-  stop_grad: bool = False             # first-order MAML: stop_gradient on the inner gradients.
-  adapt_norm: bool = False            # also adapt normalization parameters in the inner loop.
-  inner_loop: str = 'all'             # 'all' (MAML) | 'head': only the last layer adapts (ANIL).
-  method: str = 'maml'                # 'maml' (and its variants below) | 'reptile' | 'protonet' |
-                                      # 'matching' (metric learners: no inner loop, no fine-tuning).
-  inner_lr: str = 'fixed'             # 'fixed' alpha | 'per_parameter' (Meta-SGD) | 'per_layer_per_step'
-                                      # (MAML++ LSLR): learned step sizes, initialized at alpha.
-  per_step_norm: bool = False         # MAML++ BNWB: normalization parameters learned per inner step.
-  multi_step_loss_epochs: int = 0     # MAML++ MSL: epochs of the annealed multi-step loss (0: off).
-  epoch_iterations: int = 500         # MAML++'s epoch, in meta-iterations (MSL weights change per epoch).
-  first_order_iterations: int = 0     # MAML++ DA: first-order meta-gradients for these iterations.
-  inner_batch_size: int = 10          # Reptile: examples per inner Adam minibatch at training.
-  test_inner_batch_size: int = 5      # Reptile: the same at meta-test (at most the support set).
-  full_context: bool = False          # Matching networks: full-context embeddings (LSTMs).
-  cosine_scale: float = 1.0           # Matching networks: s in softmax_i s*cos (1: the paper).
-  # Outer loop.
-  meta_batch_size: int = 25           # tasks per meta-update.
-  meta_lr: float = 1e-3               # beta: Adam step size (Reptile: epsilon, SGD, annealed to 0).
-  min_meta_lr: float | None = None    # MAML++ CA: cosine annealing of beta to this (None: constant).
-  metatrain_iterations: int = 70_000  # meta-updates (MAML objective).
-  pretrain_iterations: int = 0        # plain multi-task updates of the pre-update loss, run first.
-  meta_grad_clip: float | None = None  # clip meta-gradients to [-c, c] (original: MiniImagenet, 10).
-  # Model.
-  baseline: str | None = None         # 'oracle': the task parameters are appended to the input;
-                                      # 'finetune' | 'nearest_neighbor': a classifier (baselines.py).
-  classifier_classes: int = 64        # classifier baselines: outputs while training (train classes).
-  nn_distance: str = 'cosine'         # nearest-neighbour baseline: 'cosine' | 'euclidean' features.
-  model_from: str | None = None       # the row whose trained run this row evaluates (it trains the
-                                      # same network; only evaluation differs): one classifier serves
-                                      # all four MiniImagenet baseline rows.
-  norm: str = 'None'                  # 'batch_norm' | 'layer_norm' | 'None' (original spelling).
-  hidden: tuple[int, ...] = (40, 40)  # FC hidden widths.
-  num_filters: int = 64               # image models only: conv filters per layer.
-  conv: bool = True                   # image models only: False gives the FC "no conv" net.
-  max_pool: bool = False              # image models only: 2x2 max-pool instead of stride-2 convs.
-  conv_head: str = 'maml'             # 'maml': strided convs end in average pooling and an N(0, 1)
-                                      # head (the original); 'flatten': flatten + Glorot (Reptile's).
-  # Evaluation.
-  eval_shots: tuple[int, ...] = (5, 10, 20)  # K values evaluated at meta-test.
-  num_test_tasks: int = 600           # tasks per evaluation (original NUM_TEST_POINTS).
-  test_query_size: int | None = None  # query examples per class at meta-test; None means the test K.
-  eval_chunk: int = 100               # tasks per compiled evaluation call (memory, not results).
-  test_update_lr: float | None = None  # alpha at meta-test; None means update_lr.
-  test_update_lr_grid: tuple[float, ...] = ()  # if set, alpha at meta-test is tuned on validation tasks.
-  num_tune_tasks: int = 100           # validation tasks used to tune the test step size.
-  eval_seed: int = 1                  # seeds the test/validation tasks (original: np.random.seed(1)).
-  report_step: int = 10               # the step whose metric the paper reports (Omniglot 5-way: 3).
-  transductive: bool = True           # meta-test: queries in one batch (False: each with the support set).
-  val_every: int = 0                  # meta-validation every this many iterations (0: never).
-  num_val_tasks: int = 100            # validation tasks per meta-validation.
-  # Runtime (not part of the science; may change when a run is resumed).
-  seed: int = 0
-  data_dir: str | None = None         # folder with the raw dataset files (zips, CSVs).
-  # XLA for the training step; pays for small MLPs on CPU. Evaluation never uses it: it traces once
-  # per K and runs a few calls, so XLA's compile time never pays back (sinusoid, 600 tasks per K:
-  # 4.6 s without, 7.7 s with).
-  jit_compile: bool = True
-  task_parallelism: str = 'vectorized_map'  # how the forward maps over tasks (maml.py); speed only.
-  steps_per_call: int = 1             # meta-updates per compiled call (a graph loop); speed only.
-  task_chunk: int = 0                 # meta-gradient C tasks at a time (memory of C tasks, not T;
-                                      # the same update, slower); 0: the whole meta-batch at once.
-  distribute: str = 'none'            # 'mirrored' (devices of one machine) | 'multi_worker' (TF_CONFIG).
-  intra_op_threads: int = 0           # threads per op (0: TensorFlow's default, all cores).
-  summary_every: int = 100            # TensorBoard scalars (original: 100).
-  print_every: int = 1000             # log lines with it/s and ETA (original: 1000 for sinusoid).
-  checkpoint_every: int = 1000        # checkpoints (original: 1000).
-  # Provenance.
-  source: str = ''
-  choices: tuple[str, ...] = ()       # deliberate decisions where the paper and the code disagree.
-  published: tuple[Published, ...] = ()
-  metric: str = 'mse'                 # what `published` and the results report: 'mse' or 'accuracy'.
 
-  # Where the numbers come from: not the experiment; a run takes them from the current table.
-  PROVENANCE_FIELDS = ('source', 'choices', 'published', 'model_from')
-  # Fields a resumed run may change without starting a new experiment.
-  RUNTIME_FIELDS = ('metatrain_iterations', 'pretrain_iterations', 'summary_every', 'print_every',
-                    'checkpoint_every', 'jit_compile', 'task_parallelism', 'data_dir', 'eval_shots',
-                    'num_test_tasks', 'test_query_size', 'eval_chunk', 'test_update_lr',
-                    'test_update_lr_grid', 'num_tune_tasks', 'test_num_updates', 'eval_seed',
-                    'report_step', 'val_every', 'num_val_tasks', 'steps_per_call', 'task_chunk',
-                    'distribute', 'intra_op_threads', 'transductive', 'test_inner_batch_size',
-                    'nn_distance')
+  @classmethod
+  def fields_where(cls, key: str) -> tuple[str, ...]:
+    """The names of the fields whose metadata `key` is set ('flag', 'resumable'), in order."""
+    return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get(key))
 
   @property
   def train_query_size(self) -> int:
@@ -146,9 +53,8 @@ class Config:
 
   @property
   def val_shots(self) -> int:
-    """K of meta-validation: the training K, but Reptile trains with more shots than it is tested
-    with, so it validates at its smallest test K."""
-    return min(self.eval_shots) if self.method == 'reptile' else self.update_batch_size
+    """K of meta-validation (the method's: the training K unless it says otherwise)."""
+    return methods.get(self).val_shots
 
   @property
   def total_iterations(self) -> int:
@@ -179,120 +85,39 @@ class Config:
     return dataclasses.replace(self, **changes).validate()
 
   def validate(self) -> 'Config':
-    """Returns self, or raises ConfigError naming the first bad field."""
+    """Returns self, or raises ConfigError naming the first bad field: each field's choices, then
+    each part's check (config.py, the methods' options)."""
     def bad(field, why):
       raise ConfigError(f'{self.name}: {field}={getattr(self, field)!r} {why}')
-    if self.datasource not in DATASOURCES:
-      bad('datasource', f'is not one of {DATASOURCES}')
-    if self.norm not in NORMS:
-      bad('norm', f'is not one of {NORMS}')
+    if not self.name:
+      bad('name', 'must name the row')
+    for f in dataclasses.fields(self):
+      choices = f.metadata.get('choices')
+      if choices is not None and getattr(self, f.name) not in choices:
+        bad(f.name, f'is not one of {choices}')
+    if self.method not in METHODS:
+      bad('method', f'is not one of {METHODS}')
     if self.baseline not in BASELINES:
       bad('baseline', f'is not one of {BASELINES}')
-    if self.nn_distance not in ('cosine', 'euclidean'):
-      bad('nn_distance', "is not one of ('cosine', 'euclidean')")
-    if self.task_parallelism not in TASK_PARALLELISM:
-      bad('task_parallelism', f'is not one of {TASK_PARALLELISM}')
-    if self.task_parallelism == 'vectorized_map' and self.datasource != 'sinusoid' and self.conv:
-      bad('task_parallelism', "'vectorized_map' cannot map a convolution whose filter differs per "
-          "task (TensorFlow's pfor); use 'batched' or 'map_fn' for conv rows")
-    if self.metric not in METRICS:
-      bad('metric', f'is not one of {METRICS}')
     if self.baseline == 'oracle' and self.datasource != 'sinusoid':
       bad('baseline', 'exists for sinusoid only')
-    if self.baseline in ('finetune', 'nearest_neighbor') and (
-        self.datasource == 'sinusoid' or self.metatrain_iterations or self.val_every):
-      bad('baseline', 'is a classifier trained with pretrain_iterations on image data only '
-          '(no meta-training, no meta-validation)')
-    for field in ('num_classes', 'update_batch_size', 'meta_batch_size', 'num_test_tasks', 'num_filters',
-                  'num_tune_tasks', 'eval_chunk', 'summary_every', 'print_every', 'checkpoint_every',
-                  'num_val_tasks', 'steps_per_call'):
-      if getattr(self, field) < 1:
-        bad(field, 'must be at least 1')
-    for field in ('query_size', 'test_query_size'):
-      if getattr(self, field) is not None and getattr(self, field) < 1:
-        bad(field, 'must be at least 1')
-    for field in ('num_updates', 'test_num_updates', 'metatrain_iterations', 'pretrain_iterations',
-                  'val_every', 'intra_op_threads'):
-      if getattr(self, field) < 0:
-        bad(field, 'must not be negative')
-    if not 0 <= self.report_step <= self.test_num_updates:
-      bad('report_step', f'must lie in 0..test_num_updates ({self.test_num_updates})')
-    for field in ('update_lr', 'meta_lr'):
-      value = getattr(self, field)
-      if not (math.isfinite(value) and value > 0):
-        bad(field, 'must be a positive number')
-    if self.test_update_lr is not None and not self.test_update_lr >= 0:
-      bad('test_update_lr', 'must not be negative')
-    if any(not lr > 0 for lr in self.test_update_lr_grid):
-      bad('test_update_lr_grid', 'must hold positive step sizes')
-    if self.meta_grad_clip is not None and not self.meta_grad_clip > 0:
-      bad('meta_grad_clip', 'must be positive')
-    if not self.eval_shots or min(self.eval_shots) < 1:
-      bad('eval_shots', 'must hold K values of at least 1')
-    if any(h < 1 for h in self.hidden):
-      bad('hidden', 'widths must be at least 1')
-    if self.conv_head not in CONV_HEADS:
-      bad('conv_head', f'is not one of {CONV_HEADS}')
-    if self.inner_loop not in INNER_LOOPS:
-      bad('inner_loop', f'is not one of {INNER_LOOPS}')
-    if self.distribute not in DISTRIBUTE:
-      bad('distribute', f'is not one of {DISTRIBUTE}')
-    if self.distribute != 'none' and self.baseline in ('finetune', 'nearest_neighbor'):
-      bad('distribute', 'is for meta-training; the classifier baselines train on one device')
-    if self.steps_per_call > 1 and self.baseline in ('finetune', 'nearest_neighbor'):
-      bad('steps_per_call', 'must be 1 for the classifier baselines (their step is not looped)')
-    if self.task_chunk < 0 or (self.task_chunk and self.meta_batch_size % self.task_chunk):
-      bad('task_chunk', f'must be 0 or divide meta_batch_size ({self.meta_batch_size})')
-    if self.task_chunk and (self.method != 'maml' or self.distribute != 'none'
-                            or self.baseline in ('finetune', 'nearest_neighbor')):
+    for part in PARTS:
+      check = vars(part).get('check')
+      if check is not None:
+        check(self, bad)
+    if self.task_chunk and (not methods.get(self).chunks_meta_gradient or self.distribute != 'none'):
       bad('task_chunk', 'chunks the MAML meta-gradient on one device only')
     if self.total_iterations == 0:
       bad('metatrain_iterations', 'and pretrain_iterations are both 0: nothing to train')
-    self._validate_method(bad)
     return self
-
-  def _validate_method(self, bad) -> None:
-    """The method and MAML-variant fields (Reptile, Meta-SGD, MAML++, metric learners)."""
-    if self.method not in METHODS:
-      bad('method', f'is not one of {METHODS}')
-    if self.inner_lr not in INNER_LRS:
-      bad('inner_lr', f'is not one of {INNER_LRS}')
-    for field in ('multi_step_loss_epochs', 'first_order_iterations'):
-      if getattr(self, field) < 0:
-        bad(field, 'must not be negative')
-    for field in ('epoch_iterations', 'inner_batch_size', 'test_inner_batch_size'):
-      if getattr(self, field) < 1:
-        bad(field, 'must be at least 1')
-    if self.min_meta_lr is not None and not 0 < self.min_meta_lr <= self.meta_lr:
-      bad('min_meta_lr', f'must lie in (0, meta_lr={self.meta_lr}]')
-    if self.multi_step_loss_epochs and self.num_updates < 1:
-      bad('multi_step_loss_epochs', 'needs num_updates >= 1')
-    if self.per_step_norm and (self.norm == 'None' or self.adapt_norm):
-      bad('per_step_norm', 'needs a norm that the inner loop does not adapt (norm set, adapt_norm False)')
-    if self.full_context and self.method != 'matching':
-      bad('full_context', 'is for matching networks only')
-    if self.cosine_scale != 1.0 and self.method != 'matching':
-      bad('cosine_scale', 'is for matching networks only')
-    if not self.cosine_scale > 0:
-      bad('cosine_scale', 'must be positive')
-    variants = {f: getattr(self, f) for f in ('inner_lr', 'per_step_norm', 'multi_step_loss_epochs',
-                                              'first_order_iterations', 'stop_grad', 'adapt_norm')
-                if getattr(self, f) != Config.__dataclass_fields__[f].default}
-    if self.method != 'maml':
-      if self.baseline is not None or self.pretrain_iterations:
-        bad('method', 'trains no baseline and no pretrain objective')
-      if self.inner_loop != 'all' or (variants and variants != {'adapt_norm': True}):
-        bad('method', f'has none of MAML\'s variants ({", ".join(variants) or "inner_loop"})')
-    if self.method == 'reptile' and self.distribute != 'none':
-      bad('distribute', "is not supported by Reptile (its inner Adam's state is one per run)")
-    if self.method in METRIC_METHODS:
-      if self.test_num_updates or self.report_step:
-        bad('method', 'fine-tunes nothing: test_num_updates and report_step must be 0')
-      if self.distribute != 'none':
-        bad('distribute', 'is for the gradient-based methods; metric learners run on one device')
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
+
+  @classmethod
+  def load(cls, run_dir: str) -> 'Config':
+    """The config a run was trained with (its config.json), or RunError if run_dir holds none."""
+    return cls.from_dict(rundir.read_config(run_dir))
 
   @classmethod
   def from_dict(cls, data: Mapping) -> 'Config':
@@ -303,6 +128,14 @@ class Config:
       if isinstance(data.get(f.name), list):
         data[f.name] = tuple(data[f.name])
     return cls(**data).validate()
+
+
+# Where the numbers come from, not the experiment: a run takes them from the current table.
+PROVENANCE_FIELDS = tuple(f.name for f in dataclasses.fields(config.Provenance))
+# What a resumed run may change without starting a new experiment.
+RUNTIME_FIELDS = Config.fields_where('resumable')
+Config.PROVENANCE_FIELDS = PROVENANCE_FIELDS  # the names the trainer and main.py read
+Config.RUNTIME_FIELDS = RUNTIME_FIELDS
 
 
 # --- Sinusoid regression (paper §5.1, App. C) -------------------------------------------------------
@@ -675,21 +508,26 @@ class RLConfig:
   env: str                            # a family of rl_envs.ENV_NAMES
   method: str                         # 'maml' | 'pretrained' (TRPO, no inner step) | 'random' | 'oracle'
   inner_lr: float = 0.1               # alpha of the inner policy-gradient step (maml)
-  meta_batch_size: int = 40           # tasks per outer TRPO step
+  seed: int = config.option(0, 'Seed of the policy and the tasks.', flag=True)
+  meta_batch_size: int = config.option(40, 'Tasks per outer TRPO step.', flag=True)
   per_task: int = 20                  # trajectories per task and update (the "fast batch")
-  iterations: int = 500               # outer TRPO steps (0: the random baseline)
-  max_kl: float = 0.01                # delta
+  iterations: int = config.option(500, 'Outer TRPO steps (0: the random baseline).',
+                                  flag='metatrain_iterations')
+  max_kl: float = config.option(0.01, 'delta, the largest mean KL of a TRPO meta-update.',
+                                flag=True)
   cg_iters: int = 10
   cg_damping: float = 1e-5
-  fd_hvp_eps: float | None = None     # None: exact curvature products; else the original's finite
-                                      # differences with step fd_hvp_eps / ||theta|| (rl.MamlTrpo)
+  fd_hvp_eps: float | None = config.option(
+      None, "TRPO's curvature products by the original's finite differences of grad KL with step "
+      'fd_hvp_eps / ||theta|| (its code: 1) instead of exact ones (None).', flag=True)
   backtrack_ratio: float = 0.8
   max_backtracks: int = 15
   gamma: float = 0.99                 # discount; GAE lambda is 1
   hidden: tuple[int, ...] = (100, 100)
   # Evaluation (Fig. 5): test tasks drawn with test_seed, test_steps plain gradient steps, the first
   # of size test_lr and the later ones test_lr * test_later_lr_factor.
-  test_tasks: int = 40
+  test_tasks: int = config.option(40, 'Test tasks of the Fig. 5 evaluation.',
+                                  flag='num_test_tasks')
   test_per_task: int = 20
   test_steps: int = 3
   test_lr: float = 0.1
@@ -701,10 +539,11 @@ class RLConfig:
   tune_tasks: int = 20
   tune_seed: int = 100
   # Runtime.
-  seed: int = 0
-  checkpoint_every: int = 10
-  print_every: int = 1
-  env_workers: int = 0                # processes stepping the MuJoCo envs (speed only; 0: 1 per core, <= 8)
+  checkpoint_every: int = config.option(10, 'Iterations between checkpoints.', flag=True)
+  print_every: int = config.option(1, 'Iterations between progress lines.', flag=True)
+  env_workers: int = config.option(
+      0, 'Processes that step the MuJoCo envs (speed only: the same trajectories with any number; '
+      '0: one per core, at most 8).', flag=True)
   # Provenance: published average return after 0..test_steps gradient steps.
   published: tuple[float, ...] = ()
   source: str = _FIG5

@@ -14,6 +14,7 @@ no repeated training flags. In test mode --update_batch_size and --update_lr are
 alpha; --train_update_batch_size/--train_update_lr name the training values, as in the original.
 """
 
+import dataclasses
 import logging as std_logging
 import os
 import signal
@@ -50,71 +51,41 @@ flags.DEFINE_enum('queue', None, ['pending', 'status', 'restore', 'export', 'sav
 flags.DEFINE_string('results_dir', 'results', 'The committed results (one folder per row) and the queue.')
 flags.DEFINE_string('report', None, 'Print (and draw) a group\'s published-vs-reproduced table: sinusoid, omniglot, '
                     'miniimagenet, experiments, benchmark (speed vs other implementations).')
-# Training overrides (None keeps the row's value). Original names and meanings.
-flags.DEFINE_integer('num_classes', None, 'N, classes per task (N-way).')
-flags.DEFINE_string('baseline', None, "'oracle' (sinusoid) or 'None'.")
-flags.DEFINE_integer('pretrain_iterations', None, 'Iterations of the pretrained baseline objective.')
-flags.DEFINE_integer('metatrain_iterations', None, 'Meta-training iterations.')
-flags.DEFINE_integer('meta_batch_size', None, 'Tasks per meta-update.')
-flags.DEFINE_float('meta_lr', None, 'beta, the Adam step size of the meta-update.')
-flags.DEFINE_integer('update_batch_size', None, 'K, examples per class (train mode: training K; '
-                     'test mode: the K to evaluate).')
-flags.DEFINE_float('update_lr', None, 'alpha, inner step size (test mode: the step size at meta-test).')
-flags.DEFINE_integer('num_updates', None, 'Inner steps at meta-training.')
-flags.DEFINE_string('norm', None, "batch_norm, layer_norm or 'None'.")
-flags.DEFINE_integer('num_filters', None, 'Conv filters per layer (image rows).')
-flags.DEFINE_bool('conv', None, 'False gives the FC "no conv" net (image rows).')
-flags.DEFINE_bool('max_pool', None, 'Max-pool instead of strided convs (image rows).')
-flags.DEFINE_enum('conv_head', None, list(experiments.CONV_HEADS), "Head of the strided conv4: 'maml' "
-                  "(average pooling, N(0, 1) weights) or 'flatten' (Glorot; Reptile's model).")
-flags.DEFINE_bool('stop_grad', None, 'First-order MAML (stop_gradient on the inner gradients).')
-flags.DEFINE_integer('seed', None, 'Seed of theta_0 and the training tasks (CPU runs are repeatable).')
-flags.DEFINE_float('meta_grad_clip', None, 'Clip meta-gradients to [-c, c].')
-flags.DEFINE_bool('adapt_norm', None, 'Also adapt the normalization parameters in the inner loop.')
-flags.DEFINE_enum('inner_loop', None, list(experiments.INNER_LOOPS),
-                  "What the inner loop adapts: 'all' (MAML) or 'head' (ANIL).")
-flags.DEFINE_integer('query_size', None, 'Query examples per class at training (default K).')
-flags.DEFINE_enum('inner_lr', None, list(experiments.INNER_LRS),
-                  "Inner step sizes: 'fixed' alpha, learned 'per_parameter' (Meta-SGD) or "
-                  "'per_layer_per_step' (MAML++ LSLR).")
-flags.DEFINE_bool('per_step_norm', None, 'MAML++: normalization parameters learned per inner step.')
-flags.DEFINE_integer('multi_step_loss_epochs', None, 'MAML++: epochs of the multi-step loss (0: off).')
-flags.DEFINE_integer('first_order_iterations', None, 'MAML++: first-order meta-iterations before '
-                     'second order (derivative-order annealing).')
-flags.DEFINE_float('min_meta_lr', None, 'MAML++: cosine-anneal the meta step size to this.')
-flags.DEFINE_integer('inner_batch_size', None, 'Reptile: examples per inner minibatch.')
-flags.DEFINE_bool('full_context', None, 'Matching networks: full-context embeddings.')
-flags.DEFINE_float('cosine_scale', None, 'Matching networks: s in the attention softmax_i s*cos '
-                   '(1: the paper\'s plain cosine).')
-flags.DEFINE_string('data_dir', None, 'Folder with the raw dataset files (image rows).')
-flags.DEFINE_enum('task_parallelism', None, list(experiments.TASK_PARALLELISM),
-                  'How the forward pass maps over the tasks of a meta-batch (speed only).')
-flags.DEFINE_integer('steps_per_call', None, 'Meta-updates per compiled call (speed only).')
-flags.DEFINE_enum('nn_distance', None, ['cosine', 'euclidean'],
-                  'Nearest-neighbour baseline: the distance between backbone features.')
-flags.DEFINE_integer('task_chunk', None, 'Meta-gradient this many tasks at a time: the same update '
-                     'with the memory of that many tasks (0: the whole meta-batch at once).')
-flags.DEFINE_integer('intra_op_threads', None, 'Threads per TensorFlow op (0: all cores).')
-flags.DEFINE_enum('distribute', None, list(experiments.DISTRIBUTE),
-                  'Split each meta-batch over the GPUs of this machine (mirrored) or over machines '
-                  'named by TF_CONFIG (multi_worker); the updates equal those of one device.')
-flags.DEFINE_integer('val_every', None, 'Iterations between meta-validations (0: never).')
-flags.DEFINE_float('max_kl', None, 'RL rows: delta, the largest mean KL of a TRPO meta-update.')
-flags.DEFINE_float('fd_hvp_eps', None, "RL rows: TRPO's curvature products by the original's finite "
-                   'differences of grad KL with step fd_hvp_eps / ||theta|| (its code: 1) instead of '
-                   'exact ones.')
-flags.DEFINE_integer('env_workers', None, 'RL rows: processes that step the MuJoCo envs (speed only: '
-                     'the same trajectories with any number; 0: one per core, at most 8).')
-flags.DEFINE_integer('num_val_tasks', None, 'Tasks per meta-validation (a run keeps one number: its '
-                     'curve compares checkpoints on the same tasks).')
+# The rows' fields: one flag per field marked `flag` in config.py, the methods' options and
+# experiments.RLConfig, with the field's doc; None keeps the row's value.
+_IN_TEST_MODE = {'update_batch_size': 'test mode: the K to evaluate',
+                 'update_lr': 'test mode: alpha at meta-test'}
+_DEFINE = {'bool': flags.DEFINE_bool, 'int': flags.DEFINE_integer, 'float': flags.DEFINE_float,
+           'str': flags.DEFINE_string}
+
+
+def _define_field_flags(cls) -> tuple[str, ...]:
+  """Defines a flag for each field of `cls` marked `flag` that has none yet; returns the names."""
+  names = []
+  for f in dataclasses.fields(cls):
+    name = f.metadata.get('flag')
+    if not name:
+      continue
+    name = f.name if name is True else name
+    names.append(name)
+    if name in FLAGS:
+      continue
+    kind = f.type.split(' | ')[0]
+    doc = f.metadata['doc'] + (f' ({_IN_TEST_MODE[name]})' if name in _IN_TEST_MODE else '')
+    choices = f.metadata.get('choices')
+    if kind == 'str' and choices and None not in choices and 'None' not in choices:
+      flags.DEFINE_enum(name, None, list(choices), doc)
+    else:
+      _DEFINE[kind](name, None, doc)
+  return tuple(names)
+
+
+CONFIG_FLAGS = _define_field_flags(experiments.Config)
+RL_FIELD_FLAGS = _define_field_flags(experiments.RLConfig)
 # Logging and checkpoints.
 flags.DEFINE_bool('log', True, 'Write TensorBoard summaries.')
 flags.DEFINE_string('logdir', 'logs', 'Directory that holds the run directories.')
 flags.DEFINE_bool('resume', True, 'Continue from the latest checkpoint of the run directory.')
-flags.DEFINE_integer('checkpoint_every', None, 'Iterations between checkpoints.')
-flags.DEFINE_integer('print_every', None, 'Iterations between progress lines.')
-flags.DEFINE_bool('jit_compile', None, 'Compile the training step with XLA (evaluation never '
-                  'uses it: its compile time does not pay back over a few calls).')
 # Test mode.
 flags.DEFINE_integer('test_iter', -1, 'Checkpoint iteration to evaluate (-1: the best validated, '
                      'else the latest; -2: the latest; N: iteration N, its results beside the '
@@ -122,36 +93,30 @@ flags.DEFINE_integer('test_iter', -1, 'Checkpoint iteration to evaluate (-1: the
 flags.DEFINE_bool('test_set', False, 'Evaluate on the test tasks (False: validation tasks).')
 flags.DEFINE_integer('train_update_batch_size', None, 'Test mode: the K the run was trained with.')
 flags.DEFINE_float('train_update_lr', None, 'Test mode: the alpha the run was trained with.')
-flags.DEFINE_integer('test_num_updates', None, 'Inner steps at meta-test.')
-flags.DEFINE_integer('num_test_tasks', None, 'Tasks per evaluation (paper protocol: 600).')
-flags.DEFINE_integer('test_query_size', None, 'Query examples per class at meta-test (default K).')
-flags.DEFINE_bool('transductive', None, 'Meta-test: predict a task\'s queries in one batch (False: '
-                  'each query in a batch with the support set only).')
-flags.DEFINE_integer('test_inner_batch_size', None, 'Reptile: minibatch size when fine-tuning at '
-                     'meta-test.')
 flags.DEFINE_integer('benchmark_iterations', 200, 'Benchmark: timed iterations after warm-up.')
 flags.DEFINE_enum('benchmark_data', 'synthetic', ['synthetic', 'sampler'],
                   "Benchmark: random episodes of the row's shapes, or the row's own data sampler.")
 
-# Flags that change what is trained, in run-name order.
-TRAIN_FIELDS = ('num_classes', 'baseline', 'pretrain_iterations', 'meta_batch_size', 'meta_lr',
-                'update_batch_size', 'update_lr', 'num_updates', 'norm', 'num_filters', 'conv',
-                'max_pool', 'conv_head', 'stop_grad', 'seed', 'meta_grad_clip', 'adapt_norm', 'inner_loop',
-                'query_size', 'inner_lr', 'per_step_norm', 'multi_step_loss_epochs',
-                'first_order_iterations', 'min_meta_lr', 'inner_batch_size', 'full_context',
-                'cosine_scale', 'metatrain_iterations')
-RUNTIME_FLAGS = ('checkpoint_every', 'print_every', 'jit_compile', 'test_num_updates',
-                 'num_test_tasks', 'test_query_size', 'data_dir', 'task_parallelism', 'val_every',
-                 'num_val_tasks', 'steps_per_call', 'task_chunk', 'distribute', 'intra_op_threads',
-                 'transductive', 'test_inner_batch_size', 'nn_distance')
+# How long a run trains: a training flag that may change on resume, which test mode ignores.
+_TRAINING_LENGTH = ('metatrain_iterations', 'pretrain_iterations')
+# Flags that change what is trained (test mode: the trained run's own values are used) ...
+TRAIN_FIELDS = tuple(f for f in CONFIG_FLAGS
+                     if f not in experiments.RUNTIME_FIELDS or f in _TRAINING_LENGTH)
+# ... and those that may differ from the trained run's (evaluation, speed, paths).
+RUNTIME_FLAGS = tuple(f for f in CONFIG_FLAGS if f not in TRAIN_FIELDS)
+# A run directory is named <row>.<field><value>... after the training flags given, in this order
+# (the order of the first runs' names, so their directories still resume); fields added to the
+# table later follow in table order.
+_RUN_NAME_ORDER = ('num_classes', 'baseline', 'meta_batch_size', 'meta_lr', 'update_batch_size',
+                   'update_lr', 'num_updates', 'norm', 'num_filters', 'conv', 'max_pool', 'conv_head',
+                   'stop_grad', 'seed', 'meta_grad_clip', 'adapt_norm', 'inner_loop', 'query_size',
+                   'inner_lr', 'per_step_norm', 'multi_step_loss_epochs', 'first_order_iterations',
+                   'min_meta_lr', 'inner_batch_size', 'full_context', 'cosine_scale')
 
 # The flags an RL row reads (resolve_rl, _run_rl); it refuses the others of this module.
-RL_FLAGS = ('experiment', 'train', 'test_set', 'logdir', 'resume', 'test_iter', 'metatrain_iterations',
-            'seed', 'meta_batch_size', 'checkpoint_every', 'print_every', 'num_test_tasks', 'max_kl',
-            'fd_hvp_eps', 'env_workers')
-RL_ONLY_FLAGS = ('max_kl', 'fd_hvp_eps', 'env_workers')
+RL_FLAGS = ('experiment', 'train', 'test_set', 'logdir', 'resume', 'test_iter') + RL_FIELD_FLAGS
+RL_ONLY_FLAGS = tuple(f for f in RL_FIELD_FLAGS if f not in CONFIG_FLAGS)
 MAIN_FLAGS = tuple(f for f in FLAGS if f not in _PREDEFINED)
-
 
 def _training_overrides(test_mode: bool) -> dict:
   """Flag values that override the row's training fields."""
@@ -170,7 +135,9 @@ def _training_overrides(test_mode: bool) -> dict:
 
 def _run_name(name: str, overrides: dict) -> str:
   """<row>[.<field><value>...]; iteration counts are left out so a run can be extended."""
-  parts = [name] + [f'{k}{v}' for k, v in overrides.items() if k not in experiments.Config.RUNTIME_FIELDS]
+  order = _RUN_NAME_ORDER + tuple(f for f in TRAIN_FIELDS if f not in _RUN_NAME_ORDER)
+  parts = [name] + [f'{k}{overrides[k]}' for k in order
+                    if k in overrides and k not in experiments.RUNTIME_FIELDS]
   return '.'.join(parts)
 
 
@@ -199,13 +166,13 @@ def resolve_rl():
                       f'{" ".join("--" + f for f in RL_FLAGS)}')
   if FLAGS['test_set'].present and not FLAGS.test_set:
     raise ConfigError(f'{cfg.name} is evaluated on its test tasks only (Fig. 5); drop --test_set=False')
-  overrides = {'iterations': FLAGS.metatrain_iterations, 'seed': FLAGS.seed,
-               'meta_batch_size': FLAGS.meta_batch_size, 'checkpoint_every': FLAGS.checkpoint_every,
-               'print_every': FLAGS.print_every, 'test_tasks': FLAGS.num_test_tasks,
-               'max_kl': FLAGS.max_kl, 'fd_hvp_eps': FLAGS.fd_hvp_eps}
-  overrides = {k: v for k, v in overrides.items() if v is not None}
-  runtime = {'env_workers': FLAGS.env_workers} if FLAGS.env_workers is not None else {}
-  cfg = cfg.replace(**overrides, **runtime)
+  overrides = {}
+  for f in dataclasses.fields(experiments.RLConfig):
+    flag = f.metadata.get('flag')
+    value = FLAGS[f.name if flag is True else flag].value if flag else None
+    if value is not None:
+      overrides[f.name] = value
+  cfg = cfg.replace(**overrides)
   run_dir = os.path.join(FLAGS.logdir, '.'.join(
       [cfg.name] + [f'{k}{v}' for k, v in overrides.items() if k not in cfg.RUNTIME_FIELDS]))
   return cfg, run_dir
@@ -318,12 +285,12 @@ def main(argv):
         logging.info('%s evaluates the model of %s: training that run', cfg.name, cfg.model_from)
         cfg, run_dir = source, model_dir
     if test_mode:  # the run's own config, with this command's runtime flags and today's provenance
-      trained = trainer.load_run_config(model_dir)
+      trained = experiments.Config.load(model_dir)
       if cfg.model_from:
         trained = trained.replace(**shared)
       cfg = trained.replace(
           **{f: FLAGS[f].value for f in RUNTIME_FLAGS if FLAGS[f].value is not None},
-          **{f: getattr(cfg, f) for f in experiments.Config.PROVENANCE_FIELDS})
+          **{f: getattr(cfg, f) for f in experiments.PROVENANCE_FIELDS})
     if cfg.intra_op_threads:  # before TensorFlow runs its first op
       tf.config.threading.set_intra_op_parallelism_threads(cfg.intra_op_threads)
     if FLAGS.benchmark:

@@ -10,7 +10,13 @@ from __future__ import annotations
 import keras
 import tensorflow as tf  # task_batched_forward: grouped convolutions (keras.ops has no groups)
 
-from experiments import METRIC_METHODS, Config, ConfigError
+from typing import TYPE_CHECKING
+
+from config import ConfigError
+
+if TYPE_CHECKING:
+  from experiments import Config
+
 
 class Normalization(keras.layers.Layer):
   """Batch or layer normalization that always uses the statistics of the current call.
@@ -149,16 +155,14 @@ def conv_net(image_shape: tuple[int, int, int], num_classes: int, num_filters: i
 IMAGE_SHAPES = {'omniglot': (28, 28, 1), 'miniimagenet': (84, 84, 3)}
 
 
-def build_model(cfg: Config) -> keras.Model:
-  """The network of an experiment row."""
+def build_model(cfg: Config, outputs: int | None = None, embedding: bool = False) -> keras.Model:
+  """The network of an experiment row: N outputs (`outputs` if given), or with embedding=True
+  the conv4 without its head (the features [B, D])."""
   if cfg.datasource == 'sinusoid':
     return fc_net((cfg.input_dim,), cfg.hidden, 1, cfg.norm, name='sinusoid_fc')
   shape = IMAGE_SHAPES[cfg.datasource]
-  # The classifier baselines train one output per meta-training class (then get an N-way head).
-  outputs = cfg.classifier_classes if cfg.baseline in ('finetune', 'nearest_neighbor') else cfg.num_classes
-  if cfg.method in METRIC_METHODS:  # an embedding: the conv4 without its head
-    if not cfg.conv:
-      raise ConfigError(f'{cfg.name}: the metric learners embed with the conv4 (conv=True)')
+  outputs = cfg.num_classes if outputs is None else outputs
+  if embedding:
     return conv_net(shape, outputs, cfg.num_filters, cfg.max_pool, cfg.norm, name='embedding',
                     head=False, flatten=cfg.conv_head == 'flatten')
   if cfg.conv:

@@ -234,7 +234,7 @@ def _export_model(row: str, run_dir: str, model_dir: str) -> int | None:
     return _copy_checkpoint(os.path.join(run_dir, 'best'), model_dir)
   import tensorflow as tf
   import trainer
-  cfg = trainer.load_run_config(run_dir)
+  cfg = experiments.Config.load(run_dir)
   setup, path = trainer.restore_for_eval(cfg, run_dir)
   manager = tf.train.CheckpointManager(tf.train.Checkpoint(**trainer.trackables(setup)), model_dir,
                                        max_to_keep=1, checkpoint_name=trainer.CKPT_PREFIX)

@@ -34,6 +34,15 @@ class RunError(Exception):
   """A run that cannot go on; the message tells the user what to do."""
 
 
+def read_config(run_dir: str) -> dict:
+  """The config.json a run was trained with, or RunError if run_dir holds no run."""
+  path = os.path.join(run_dir, CONFIG_FILE)
+  if not os.path.exists(path):
+    raise RunError(f'no trained run in {run_dir} (no {CONFIG_FILE}); train it first, e.g. '
+                   f'python main.py --experiment=<row> --logdir={os.path.dirname(run_dir) or "."}')
+  return utils.read_json(path)
+
+
 # --- opening a run for training -------------------------------------------------------------------
 
 def prepare(run_dir: str, config: dict, resume: bool, diff: Callable[[dict], list[str]]) -> None:

@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import time
+from typing import TYPE_CHECKING
 
 from absl import logging
 import keras
@@ -21,7 +22,6 @@ import numpy as np
 import tensorflow as tf
 
 import data_generator
-from experiments import Config
 import methods
 import models
 import rundir
@@ -29,6 +29,9 @@ import rundir
 # re-exports keep trainer.X working for main.py, run_queue.py and the tests.
 from rundir import BEST_DIR, CKPT_PREFIX, CONFIG_FILE, EXPORTED_DIR, LOCK_FILE, RunError
 import utils
+
+if TYPE_CHECKING:  # the row's type only: trainer reads no table (experiments.py calls down to it)
+  from experiments import Config
 
 VAL_FILE = 'validation.json'  # the validation curve: iteration -> metric at report_step
 TRAIN_CURVE = 'train.csv'     # the training losses at every summary step
@@ -68,7 +71,7 @@ def build(cfg: Config, strategy: tf.distribute.Strategy | None = None) -> Setup:
   keras.utils.set_random_seed(cfg.seed)
   method = methods.get(cfg)
   with strategy.scope() if strategy is not None else contextlib.nullcontext():
-    model = models.build_model(cfg)
+    model = method.build_model()
     learner = method.build(model)
     optimizer = method.make_optimizer()
     optimizer.build(learner.variables)
@@ -110,11 +113,11 @@ def _is_chief(strategy: tf.distribute.Strategy | None) -> bool:
 def _science_diff(cfg: Config):
   """rundir.prepare's diff for a row: what makes the saved config.json another experiment than
   cfg. A runtime or provenance field (the iteration count, a corrected published number) does not."""
-  skip = set(Config.RUNTIME_FIELDS) | set(Config.PROVENANCE_FIELDS)
+  skip = set(cfg.RUNTIME_FIELDS) | set(cfg.PROVENANCE_FIELDS)
   b = cfg.to_dict()
 
   def diff(saved: dict) -> list[str]:
-    a = Config.from_dict(saved).to_dict()
+    a = type(cfg).from_dict(saved).to_dict()
     return [f'{k}: {a[k]!r} -> {b[k]!r}' for k in a if k not in skip and a[k] != b.get(k)]
   return diff
 
@@ -122,15 +125,6 @@ def _science_diff(cfg: Config):
 def prepare_run_dir(cfg: Config, run_dir: str, resume: bool) -> None:
   """Creates run_dir and writes config.json; refuses to mix two experiments in one directory."""
   rundir.prepare(run_dir, cfg.to_dict(), resume, _science_diff(cfg))
-
-
-def load_run_config(run_dir: str) -> Config:
-  """The config a run was trained with, or RunError if run_dir holds no run."""
-  path = os.path.join(run_dir, CONFIG_FILE)
-  if not os.path.exists(path):
-    raise RunError(f'no trained run in {run_dir} (no {CONFIG_FILE}); train it first, e.g. '
-                   f'python main.py --experiment=<row> --logdir={os.path.dirname(run_dir) or "."}')
-  return Config.from_dict(utils.read_json(path))
 
 
 # --- training -------------------------------------------------------------------------------------

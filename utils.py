@@ -8,12 +8,13 @@ import math
 import os
 import signal
 import subprocess
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from experiments import Config
+if TYPE_CHECKING:
+  from experiments import Config
 
 
 # --- per-task losses and metrics: (y [T, M, d], out [T, M, d][, K]) -> [T] -----------------------

@@ -1,17 +1,25 @@
 """Every meta-learning method behind one interface: the trainer, the evaluation and the report call
 `Method`'s hooks and name no method (docs/adding-a-method.md).
 
-A method is a `Method` subclass in a module of this package, registered under the name a row
-selects it by: `Config.baseline` if a method is registered under it (the paper's classifier
-baselines), else `Config.method`:
+One module per method family, each holding its algorithm, its options and its Method:
+
+  maml_family.py  MAML, first-order MAML, Meta-SGD, MAML++, ANIL and the sinusoid baselines
+                  (the learner is maml.MAML; `MAMLOptions`)
+  reptile.py      Reptile (`Reptile`, a MAML whose meta-gradient is theta - mean phi)
+  metric.py       Prototypical and Matching networks (`MetricLearner`)
+  baselines.py    the paper's classifier baselines: fine-tuning and nearest neighbour
+
+A method is a `Method` subclass registered under the name a row selects it by: `Config.baseline`
+for the paper's classifier baselines (`selected_by = 'baseline'`), else `Config.method`:
 
     @methods.register('protonet')
     class ProtoNet(methods.Method): ...
 
 `methods.get(cfg)` is the row's Method, holding cfg. Its `build(model)` makes the *learner*, the
-algorithm object over the model's variables (maml.MAML, reptile.Reptile, metric_learning.
-MetricLearner); the other hooks take that learner. Every module of this package is imported with
-it, so a new method's module registers itself and touches nothing else.
+algorithm object over the model's variables (maml.MAML, reptile.Reptile, metric.MetricLearner);
+the other hooks take that learner. Its `options` dataclass adds the method's own fields to every
+row (experiments.Config composes them). Every module of this package is imported with it, so a
+new method's module registers itself and touches nothing else.
 
 Shapes: an episode is (support_x [T, N*K, ...], support_y [T, N*K, N], query_x [T, N*Q, ...],
 query_y [T, N*Q, N]) for T tasks of N classes, K support and Q query examples per class (labels
@@ -53,6 +61,16 @@ class Method:
   'first_order' phase).
   """
   name: ClassVar[str] = ''  # set by @register
+  # Which row field selects it: 'method' (Config.method), or 'baseline' for the paper's baselines
+  # that a row names by Config.baseline.
+  selected_by: ClassVar[str] = 'method'
+  # The method's own config fields: a frozen kw_only dataclass of config.option()s, with an
+  # optional check(self, bad) (config.py); experiments.Config composes every method's options.
+  options: ClassVar[type | None] = None
+  # False: it trains on batches of single images (images [B, ...], labels [B]), not on episodes.
+  episodic: ClassVar[bool] = True
+  # Whether cfg.task_chunk may split its meta-gradient (maml.MAML.chunked_meta_gradient).
+  chunks_meta_gradient: ClassVar[bool] = False
   # False: the method never adapts by steps (metric learners): no alpha, no inner steps.
   inner_loop: ClassVar[bool] = True
   # report.py's groups of this method's rows: {experiments.METHOD_ROWS key: table title}.
@@ -62,6 +80,10 @@ class Method:
     self.cfg = cfg
 
   # --- building ----------------------------------------------------------------------------------
+
+  def build_model(self) -> keras.Model:
+    """The network theta of the row (models.build_model: the paper's nets)."""
+    return models.build_model(self.cfg)
 
   def build(self, model: keras.Model):
     """The learner over `model` (theta). Called in the strategy's scope right after the model is
@@ -107,6 +129,11 @@ class Method:
   def log_losses(self, values: dict[str, float]) -> str:
     """The losses of the progress line, from the mean 'loss', 'pre_loss', 'post_loss'."""
     return 'pre-update loss %.4f | post-update loss %.4f' % (values['pre_loss'], values['post_loss'])
+
+  @property
+  def val_shots(self) -> int:
+    """K of meta-validation: the training K."""
+    return self.cfg.update_batch_size
 
   # --- meta-test ---------------------------------------------------------------------------------
 
@@ -168,6 +195,21 @@ def get(cfg: Config) -> Method:
     raise ValueError(f'{cfg.name}: no method is registered under {cfg.method!r}; registered: '
                      f'{", ".join(REGISTRY)}')
   return cls(cfg)
+
+
+def names(selected_by: str) -> tuple[str, ...]:
+  """The registered names a row selects by `selected_by` ('method' or 'baseline')."""
+  return tuple(name for name, cls in REGISTRY.items() if cls.selected_by == selected_by)
+
+
+def option_parts() -> tuple[type, ...]:
+  """Every method's options dataclass, once each, in registration order (experiments.Config)."""
+  parts = []
+  for cls in REGISTRY.values():
+    options = cls.options
+    if options is not None and options not in parts:
+      parts.append(options)
+  return tuple(parts)
 
 
 def report_groups() -> dict[str, str]:

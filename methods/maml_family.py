@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 import keras
 
+import config
+from config import option
 from maml import MAML
 import methods
 import models
@@ -25,6 +27,43 @@ import utils
 
 if TYPE_CHECKING:
   from experiments import Config
+
+INNER_LRS = ('fixed', 'per_parameter', 'per_layer_per_step')
+
+
+@config.Part
+class MAMLOptions:
+  """The options of MAML's variants (module docstring); their defaults are plain MAML."""
+  inner_lr: str = option(
+      'fixed', "Inner step sizes: 'fixed' alpha, learned 'per_parameter' (Meta-SGD) or "
+      "'per_layer_per_step' (MAML++ LSLR), initialized at alpha.", flag=True, choices=INNER_LRS)
+  per_step_norm: bool = option(
+      False, 'MAML++ BNWB: normalization parameters learned per inner step.', flag=True)
+  multi_step_loss_epochs: int = option(
+      0, 'MAML++ MSL: epochs of the annealed multi-step loss (0: off).', flag=True)
+  epoch_iterations: int = option(
+      500, "MAML++'s epoch, in meta-iterations (MSL weights change per epoch).")
+  first_order_iterations: int = option(
+      0, 'MAML++ DA: first-order meta-gradients for this many meta-iterations before second order '
+      '(derivative-order annealing).', flag=True)
+
+  def check(self, bad: config.Bad) -> None:
+    config.at_least(self, bad, 0, ('multi_step_loss_epochs', 'first_order_iterations'))
+    config.at_least(self, bad, 1, ('epoch_iterations',))
+    if self.multi_step_loss_epochs and self.num_updates < 1:
+      bad('multi_step_loss_epochs', 'needs num_updates >= 1')
+    if self.per_step_norm and (self.norm == 'None' or self.adapt_norm):
+      bad('per_step_norm', 'needs a norm that the inner loop does not adapt (norm set, adapt_norm False)')
+    if self.method != MAMLFamily.name:  # the variants, the baselines' objective: MAML's alone
+      variants = {f: getattr(self, f) for f in (*_VARIANT_FIELDS, 'stop_grad', 'adapt_norm')
+                  if getattr(self, f) != type(self).__dataclass_fields__[f].default}
+      if self.baseline is not None or self.pretrain_iterations:
+        bad('method', 'trains no baseline and no pretrain objective')
+      if self.inner_loop != 'all' or (variants and variants != {'adapt_norm': True}):
+        bad('method', f'has none of MAML\'s variants ({", ".join(variants) or "inner_loop"})')
+
+
+_VARIANT_FIELDS = ('inner_lr', 'per_step_norm', 'multi_step_loss_epochs', 'first_order_iterations')
 
 
 def maml_options(cfg: Config, model: keras.Model, num_updates: int) -> dict:
@@ -54,6 +93,8 @@ class MAMLFamily(methods.Method):
   num_updates inner steps of size alpha on task i's support set (maml.MAML.make_train_step).
   Meta-test: test_num_updates steps of size alpha (tunable, or the learned step sizes).
   """
+  options = MAMLOptions
+  chunks_meta_gradient = True
   report_groups = {
       'anil': 'ANIL: only the head adapts (Raghu et al. 2020)',
       'meta_sgd': 'Meta-SGD: learned per-parameter step sizes (Li et al. 2017)',

@@ -4,8 +4,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import baselines
+from methods import baselines
 import experiments
+import methods
 import image_datasets
 
 
@@ -37,7 +38,7 @@ def test_task_model_keeps_the_backbone_and_zeroes_an_n_way_head():
   cfg = experiments.get('miniimagenet_5way_1shot_finetune')
   keras.utils.set_random_seed(0)
   import models
-  classifier = models.build_model(cfg)
+  classifier = methods.get(cfg).build_model()
   assert classifier.output_shape == (None, 64)
   model = baselines.task_model(classifier, cfg)
   assert model.output_shape == (None, 5)

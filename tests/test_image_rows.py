@@ -82,7 +82,7 @@ def test_every_method_trains_and_evaluates_on_omniglot(tfds_cache, tmp_path, nam
   multi-step loss epochs), ProtoNets and Matching networks."""
   results = train_and_test(name, tmp_path, eval_shots=(1,), **changes)
   if name == 'omniglot_5way_reptile':
-    cfg = trainer.load_run_config(str(tmp_path)).replace(transductive=True)
+    cfg = experiments.Config.load(str(tmp_path)).replace(transductive=True)
     again = trainer.evaluate(cfg, str(tmp_path), split='test')
     assert os.path.exists(tmp_path / 'results' / 'test_K1_nontransductive.json')
     assert os.path.exists(tmp_path / 'results' / 'test_K1.json')

@@ -1,4 +1,4 @@
-"""ProtoNet and Matching networks (metric_learning.py) against hand computations in numpy and an
+"""ProtoNet and Matching networks (methods/metric.py) against hand computations in numpy and an
 independent tf.GradientTape, per-task batch norm, task parallelism and (non-)transductive episodes."""
 
 import keras
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from metric_learning import MetricLearner
+from methods.metric import MetricLearner
 import models
 
 

@@ -85,7 +85,7 @@ def test_export_holds_the_tested_weights_and_reevaluates_to_the_same_results(tmp
   assert model_bytes < train_bytes / 2
 
   shutil.rmtree(run_dir)  # re-evaluated from results/ alone, as a user would
-  saved = trainer.load_run_config(str(out))
+  saved = experiments.Config.load(str(out))
   [again] = trainer.evaluate(saved.replace(**{f: getattr(cfg, f) for f in ('num_test_tasks', 'eval_shots')}),
                              str(out), split='test')
   for key in ('mean', 'ci95', 'median', 'tasks_sha256', 'iteration', 'update_lr', 'selection_rule'):

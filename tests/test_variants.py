@@ -9,7 +9,7 @@ import tensorflow as tf
 import experiments
 from maml import MAML, multi_step_loss_weights
 import models
-from reptile import Reptile
+from methods.reptile import Reptile
 import trainer
 import utils
 from tests.test_maml import episode, small_net

@@ -64,8 +64,12 @@ rows=()
 rows_of() {  # a Python expression over the experiments module -> the array rows
   step="look up the rows $1"
   local code="import experiments as e; rows = list($1); assert rows, 'no rows'; print(' '.join(rows))"
-  local out status=0
-  out=$("$PYTHON" -c "$code") || status=$?
+  local out status=0 err
+  # TensorFlow's start-up lines (the table imports it) are shown only if the lookup fails.
+  err=$(mktemp)
+  out=$("$PYTHON" -c "$code" 2>"$err") || status=$?
+  (( status == 0 )) || cat "$err" >&2
+  rm -f "$err"
   (( status == 0 )) || fail "$status" "$PYTHON -c \"$code\""
   # A real Python prints at least one row or fails above (the assert); nothing at all comes from a
   # stand-in interpreter that runs no code (the before-stop hook's), which then runs no rows.

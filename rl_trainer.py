@@ -18,10 +18,11 @@ import tensorflow as tf
 
 import data_generator
 from experiments import RLConfig
+import rl.envs
 import rl.maml_trpo
 import rl.policy
+import rl.pool
 import rl.sampling
-import rl_envs
 import rundir
 from rundir import RunError
 import utils
@@ -45,8 +46,8 @@ class _Rng:
 
 def build(cfg: RLConfig):
   """(envs, policy, MamlTrpo) of a row; keras.utils.set_random_seed(cfg.seed) fixes theta_0."""
-  envs = rl_envs.make_env(cfg.env, oracle=cfg.oracle,
-                          workers=cfg.env_workers or rl_envs.default_workers())
+  envs = rl.envs.make_env(cfg.env, oracle=cfg.oracle,
+                          workers=cfg.env_workers or rl.pool.default_workers())
   keras.utils.set_random_seed(cfg.seed)
   policy = rl.policy.policy_net(envs.obs_dim, envs.act_dim, cfg.hidden)
   algo = rl.maml_trpo.MamlTrpo(

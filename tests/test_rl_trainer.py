@@ -8,7 +8,7 @@ import pytest
 
 import experiments
 import report
-import rl_envs
+import rl.envs
 import rl_trainer
 import utils
 
@@ -103,8 +103,8 @@ def test_rl_rows_are_valid_and_round_trip():
 @pytest.mark.parametrize('env', ['cheetah_vel', 'ant_dir'])
 def test_mujoco_plumbing(tmp_path, env):
   """MAML-TRPO and the Fig. 5 evaluation run on the MuJoCo families (tiny batches: no learning)."""
-  if rl_envs.mujoco is None:
-    pytest.skip(f'the MuJoCo families need gymnasium[mujoco]: {rl_envs.MUJOCO_IMPORT_ERROR}')
+  if rl.envs.mujoco is None:
+    pytest.skip(f'the MuJoCo families need gymnasium[mujoco]: {rl.envs.MUJOCO_IMPORT_ERROR}')
   cfg = small(f'rl_{env}_maml', meta_batch_size=2, per_task=2, iterations=2, test_tasks=2)
   rl_trainer.train_rl(cfg, str(tmp_path))
   curve = json.loads((tmp_path / 'curve.json').read_text())

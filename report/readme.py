@@ -1,6 +1,6 @@
 """The README's results section, generated from results/ by `python main.py --report=readme --logdir=results`.
 
-`readme_report(results_dir)` prints the tables that belong between README_BEGIN and README_END;
+`readme_report(results_dir)` prints and returns the tables that belong between README_BEGIN and README_END;
 `readme_section(readme)` cuts that part out of a README text (tests/test_results.py keeps them equal).
 """
 

@@ -8,5 +8,6 @@
   trainer.py     training and the Fig. 5 evaluation of an RL row (experiments.RLConfig)
   assets/        rllab's Ant model (ant.xml), which envs.py loads
 
-Nothing is imported here: an env worker process imports rl.pool and rl.envs, not TensorFlow's modules.
+Nothing is imported here: importing rl.envs and rl.pool (as an env worker process does) imports neither
+TensorFlow nor the modules that use it.
 """

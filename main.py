@@ -180,14 +180,14 @@ def resolve_rl():
 
 def _run_rl(test_mode: bool) -> int:
   """An RL row (paper Fig. 5): train it, or evaluate it after 0..3 gradient steps."""
-  import rl_trainer
+  import rl.trainer
   if FLAGS.benchmark:
     raise ConfigError('--benchmark times the supervised rows; an RL run logs its s/iteration')
   cfg, run_dir = resolve_rl()
   if test_mode:
-    rl_trainer.evaluate_rl(cfg, run_dir, test_iter=FLAGS.test_iter)
+    rl.trainer.evaluate_rl(cfg, run_dir, test_iter=FLAGS.test_iter)
   elif cfg.iterations:
-    return _until_stopped(lambda: rl_trainer.train_rl(cfg, run_dir, resume=FLAGS.resume))
+    return _until_stopped(lambda: rl.trainer.train_rl(cfg, run_dir, resume=FLAGS.resume))
   return 0
 
 

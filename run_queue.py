@@ -16,7 +16,7 @@ results/<row>/ holds
   run.json      row, iterations trained and targeted, the selection rule, the tested checkpoint, the
                 commands that train and re-evaluate it, done or not
   config.json   the run's resolved config (without the machine's data_dir)
-  results/      the result JSONs as trainer.evaluate / rl_trainer.evaluate_rl wrote them
+  results/      the result JSONs as trainer.evaluate / rl.trainer.evaluate_rl wrote them
   validation.csv, train.csv   the validation curve (rows that validate) and the training curve
   model/        the tested model's weights only (a TensorFlow checkpoint, no optimizer state):
                 `python main.py --experiment=<row> --train=False --test_set=True --logdir=results`

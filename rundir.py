@@ -1,4 +1,4 @@
-"""The run directory every trainer writes (trainer.py for the image and sinusoid rows, rl_trainer.py
+"""The run directory every trainer writes (trainer.py for the image and sinusoid rows, rl/trainer.py
 for the RL rows): written once here, so both keep the same files under the same names, which
 run_queue.py snapshots and exports.
 

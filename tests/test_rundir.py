@@ -6,7 +6,7 @@ import os
 import pytest
 
 import experiments
-import rl_trainer
+import rl.trainer
 import rundir
 import trainer
 
@@ -20,12 +20,12 @@ def small_rl(**changes):
 def test_a_second_rl_trainer_of_the_same_run_is_refused_and_a_stale_lock_taken_over(tmp_path):
   lock = tmp_path / rundir.LOCK_FILE
   lock.write_text(str(os.getppid()))  # a live process
-  with pytest.raises(rl_trainer.RunError,
+  with pytest.raises(rl.trainer.RunError,
                      match=rf'being trained by another process \(pid {os.getppid()}\)'):
-    rl_trainer.train_rl(small_rl(), str(tmp_path))
-  assert rl_trainer.RunError is trainer.RunError  # main.py reports both the same way
+    rl.trainer.train_rl(small_rl(), str(tmp_path))
+  assert rl.trainer.RunError is trainer.RunError  # main.py reports both the same way
   lock.write_text('999999999')  # no such process: a crashed trainer's lock
-  assert rl_trainer.train_rl(small_rl(), str(tmp_path)) == 2
+  assert rl.trainer.train_rl(small_rl(), str(tmp_path)) == 2
   assert not lock.exists()
 
 
@@ -50,18 +50,18 @@ def test_both_trainers_go_through_the_one_run_directory(tmp_path, monkeypatch):
   _, path = trainer.restore_for_eval(cfg, str(tmp_path / 'image'))
   image = [(name, args) for name, args, _ in calls]
   calls.clear()
-  rl_trainer.train_rl(small_rl(), str(tmp_path / 'rl'))
-  rl_trainer.evaluate_rl(small_rl(), str(tmp_path / 'rl'))
-  rl = [(name, args) for name, args, _ in calls]
+  rl.trainer.train_rl(small_rl(), str(tmp_path / 'rl'))
+  rl.trainer.evaluate_rl(small_rl(), str(tmp_path / 'rl'))
+  rl_calls = [(name, args) for name, args, _ in calls]
 
   for got, run_dir, keep in ((image, str(tmp_path / 'image'), trainer.MAX_CHECKPOINTS),
-                             (rl, str(tmp_path / 'rl'), rl_trainer.MAX_CHECKPOINTS)):
+                             (rl_calls, str(tmp_path / 'rl'), rl.trainer.MAX_CHECKPOINTS)):
     assert [name for name, _ in got] == ['open_for_training', 'Checkpoints', 'BestKeeper',
                                          'checkpoint_for_eval']
     assert all(args[0 if name in ('open_for_training', 'checkpoint_for_eval') else 1] == run_dir
                for name, args in got)
     assert got[1][1][3] == keep
-  assert (trainer.MAX_CHECKPOINTS, rl_trainer.MAX_CHECKPOINTS) == (10, 3)
+  assert (trainer.MAX_CHECKPOINTS, rl.trainer.MAX_CHECKPOINTS) == (10, 3)
   assert '/best/' in path
   assert sorted(os.listdir(tmp_path / 'rl')) == sorted(
       ['best', 'checkpoint', 'ckpt-2.data-00000-of-00001', 'ckpt-2.index', 'config.json',

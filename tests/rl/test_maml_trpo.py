@@ -1,68 +1,11 @@
-"""The RL core (rl.py) against closed forms, numpy, finite differences and explicit matrices."""
-
-import math
+"""MAML with TRPO (rl/maml_trpo.py) against finite differences and explicit matrices."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import rl
-
-
-def gaussian_outputs(rng, shape, act_dim):
-  return tf.constant(np.concatenate([rng.normal(size=shape + (act_dim,)),
-                                     0.3 * rng.normal(size=shape + (act_dim,))], -1))
-
-
-def test_log_prob_kl_and_entropy_match_closed_forms():
-  rng = np.random.default_rng(0)
-  old, new = gaussian_outputs(rng, (4,), 3), gaussian_outputs(rng, (4,), 3)
-  actions = tf.constant(rng.normal(size=(4, 3)))
-  mean, log_std = old.numpy()[:, :3], old.numpy()[:, 3:]
-  std = np.exp(log_std)
-  want = np.sum(-0.5 * ((actions.numpy() - mean) / std) ** 2 - np.log(std * math.sqrt(2 * math.pi)), -1)
-  np.testing.assert_allclose(rl.log_prob(old, actions).numpy(), want, rtol=1e-12)
-  m1, s1 = new.numpy()[:, :3], np.exp(new.numpy()[:, 3:])
-  kl = np.sum(np.log(s1 / std) + (std ** 2 + (mean - m1) ** 2) / (2 * s1 ** 2) - 0.5, -1)
-  np.testing.assert_allclose(rl.kl_divergence(old, new).numpy(), kl, rtol=1e-12)
-  np.testing.assert_allclose(rl.kl_divergence(old, old).numpy(), 0, atol=1e-12)
-  np.testing.assert_allclose(rl.entropy(old).numpy(),
-                             np.sum(np.log(std) + 0.5 * np.log(2 * math.pi * math.e), -1), rtol=1e-12)
-
-
-def test_discounted_returns():
-  rewards = np.array([[1.0, 2.0, 3.0]])
-  np.testing.assert_allclose(rl.discounted_returns(rewards, 0.5), [[1 + 0.5 * 2 + 0.25 * 3, 2 + 1.5, 3]])
-
-
-def test_linear_baseline_is_the_ridge_least_squares_fit_on_valid_steps():
-  rng = np.random.default_rng(1)
-  obs, returns = rng.normal(size=(3, 5, 2)), rng.normal(size=(3, 5))
-  mask = np.ones((3, 5))
-  mask[0, 3:] = 0
-  fitted = rl.fit_linear_baseline(obs, returns, mask, reg=1e-5)
-  features = rl.baseline_features(obs)
-  valid = mask.astype(bool)
-  f = features[valid]
-  coef = np.linalg.solve(f.T @ f + 1e-5 * np.eye(f.shape[1]), f.T @ returns[valid])
-  np.testing.assert_allclose(fitted, features @ coef, rtol=1e-9)
-  assert features.shape == (3, 5, 2 * 2 + 4)
-  np.testing.assert_allclose(features[0, 2, 4:], [0.02, 0.02 ** 2, 0.02 ** 3, 1])
-
-
-def test_advantages_are_returns_minus_baseline_standardized_per_task():
-  rng = np.random.default_rng(2)
-  obs, rewards = rng.normal(size=(2, 4, 6, 2)), rng.normal(size=(2, 4, 6))
-  mask = np.ones((2, 4, 6))
-  mask[1, 0, 4:] = 0
-  adv = rl.advantages(obs, rewards, mask, gamma=0.99)
-  for i in range(2):
-    valid = mask[i].astype(bool)
-    assert abs(adv[i][valid].mean()) < 1e-5 and abs(adv[i][valid].std() - 1) < 1e-4
-  assert np.all(adv[1, 0, 4:] == 0)
-  returns = rl.discounted_returns(rewards[0], 0.99)
-  raw = returns - rl.fit_linear_baseline(obs[0], returns, mask[0])
-  np.testing.assert_allclose(adv[0], (raw - raw.mean()) / (raw.std() + 1e-8), rtol=1e-4, atol=1e-5)
+import rl.maml_trpo
+import rl.policy
 
 
 def test_conjugate_gradient_solves_a_small_spd_system():
@@ -70,16 +13,16 @@ def test_conjugate_gradient_solves_a_small_spd_system():
   a = rng.normal(size=(6, 6))
   spd = a @ a.T + 6 * np.eye(6)
   b = rng.normal(size=6)
-  np.testing.assert_allclose(rl.conjugate_gradient(lambda v: spd @ v, b, iters=20), np.linalg.solve(spd, b),
-                             rtol=1e-8)
+  np.testing.assert_allclose(rl.maml_trpo.conjugate_gradient(lambda v: spd @ v, b, iters=20),
+                             np.linalg.solve(spd, b), rtol=1e-8)
 
 
 def tiny_problem(inner_steps=1, seed=0, dtype='float64', old_noise=0.0):
   """A 2-obs, 1-action policy with one hidden layer of 3, two tasks of 6 steps each; the query set
   was sampled by the policy adapted from theta (old = its outputs, + old_noise * N(0, 1))."""
   tf.keras.utils.set_random_seed(seed)
-  policy = rl.policy_net(2, 1, hidden=(3,), dtype=dtype)
-  algo = rl.MamlTrpo(policy, inner_lr=0.3, inner_steps=inner_steps, max_kl=0.01)
+  policy = rl.policy.policy_net(2, 1, hidden=(3,), dtype=dtype)
+  algo = rl.maml_trpo.MamlTrpo(policy, inner_lr=0.3, inner_steps=inner_steps, max_kl=0.01)
   rng = np.random.default_rng(seed)
 
   def xy():
@@ -93,11 +36,11 @@ def tiny_problem(inner_steps=1, seed=0, dtype='float64', old_noise=0.0):
   params = [tf.convert_to_tensor(v) for v in policy.trainable_variables]
   fast = algo.adapted(params, sx, sy)
   old = algo.learner.forward(fast, qx) + tf.constant(old_noise * rng.normal(size=(2, 6, 2)), dtype)
-  return algo, rl.MetaData(sx, sy, qx, qy, old)
+  return algo, rl.maml_trpo.MetaData(sx, sy, qx, qy, old)
 
 
 def flat_theta(algo):
-  return rl.flatten([tf.convert_to_tensor(v) for v in algo.variables]).numpy()
+  return rl.maml_trpo.flatten([tf.convert_to_tensor(v) for v in algo.variables]).numpy()
 
 
 def test_meta_gradient_of_the_surrogate_matches_finite_differences():
@@ -127,7 +70,7 @@ def kl_hessian(algo, data):
     outer.watch(theta)
     with tf.GradientTape() as inner:
       inner.watch(theta)
-      kl = algo.surrogate_and_kl(rl.unflatten(theta, algo.variables), data)[1]
+      kl = algo.surrogate_and_kl(rl.maml_trpo.unflatten(theta, algo.variables), data)[1]
     grad = inner.gradient(kl, theta)
   return outer.jacobian(grad, theta).numpy()
 
@@ -158,7 +101,7 @@ def test_finite_difference_curvature_product_is_the_originals():
     t = tf.constant(t)
     with tf.GradientTape() as tape:
       tape.watch(t)
-      kl = algo.surrogate_and_kl(rl.unflatten(t, algo.variables), data)[1]
+      kl = algo.surrogate_and_kl(rl.maml_trpo.unflatten(t, algo.variables), data)[1]
     return tape.gradient(kl, t).numpy()
 
   expected = (kl_grad(theta + e * v) - kl_grad(theta - e * v)) / (2 * e) + algo.cg_damping * v
@@ -183,7 +126,7 @@ def test_steps_after_every_trajectory_ended_are_not_checked_against_the_policy()
   """rollouts leaves the rest of the horizon at zero once all trajectories are done (an oracle near
   its goals): those masked steps are not samples, so their zero outputs must not stop the step."""
   _, data = tiny_problem()
-  padded = rl.MetaData(data.support_x, data.support_y, data.query_x, data.query_y,
+  padded = rl.maml_trpo.MetaData(data.support_x, data.support_y, data.query_x, data.query_y,
                        tf.where(data.query_y[..., -1:] > 0, data.old, 0.0))
   assert not np.allclose(padded.old.numpy(), data.old.numpy())
   algo_a, _ = tiny_problem()
@@ -241,7 +184,7 @@ def test_inner_step_is_one_sgd_step_on_the_reinforce_loss():
     with tf.GradientTape() as tape:
       tape.watch(params)
       out = algo.model.stateless_call(params, [], data.support_x[t])[0]
-      loss = rl.reinforce_loss(data.support_y[t][None], out[None])[0]
+      loss = rl.maml_trpo.reinforce_loss(data.support_y[t][None], out[None])[0]
     grads = tape.gradient(loss, params)
     for f, s, p, g in zip(fast, tested, params, grads):
       np.testing.assert_allclose(f[t].numpy(), (p - 0.3 * g).numpy(), rtol=1e-10, atol=1e-12)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from typing import TYPE_CHECKING
 
 from absl import logging
 import keras
@@ -17,12 +18,17 @@ import numpy as np
 import tensorflow as tf
 
 import data_generator
-from experiments import RLConfig
-import rl
-import rl_envs
+import rl.envs
+import rl.maml_trpo
+import rl.policy
+import rl.pool
+import rl.sampling
 import rundir
 from rundir import RunError
 import utils
+
+if TYPE_CHECKING:  # the row's type only: the trainer reads no table
+  from experiments import RLConfig
 
 CURVE_FILE, RESULTS = 'curve.json', 'results/fig5.json'
 MAX_CHECKPOINTS = 3  # an RL checkpoint is taken every few iterations; the curve keeps the history
@@ -43,30 +49,31 @@ class _Rng:
 
 def build(cfg: RLConfig):
   """(envs, policy, MamlTrpo) of a row; keras.utils.set_random_seed(cfg.seed) fixes theta_0."""
-  envs = rl_envs.make_env(cfg.env, oracle=cfg.oracle,
-                          workers=cfg.env_workers or rl_envs.default_workers())
+  envs = rl.envs.make_env(cfg.env, oracle=cfg.oracle,
+                          workers=cfg.env_workers or rl.pool.default_workers())
   keras.utils.set_random_seed(cfg.seed)
-  policy = rl.policy_net(envs.obs_dim, envs.act_dim, cfg.hidden)
-  algo = rl.MamlTrpo(policy, inner_lr=cfg.inner_lr, inner_steps=cfg.inner_steps, max_kl=cfg.max_kl,
-                     cg_iters=cfg.cg_iters, cg_damping=cfg.cg_damping, fd_hvp_eps=cfg.fd_hvp_eps,
-                     backtrack_ratio=cfg.backtrack_ratio, max_backtracks=cfg.max_backtracks)
+  policy = rl.policy.policy_net(envs.obs_dim, envs.act_dim, cfg.hidden)
+  algo = rl.maml_trpo.MamlTrpo(
+      policy, inner_lr=cfg.inner_lr, inner_steps=cfg.inner_steps, max_kl=cfg.max_kl,
+      cg_iters=cfg.cg_iters, cg_damping=cfg.cg_damping, fd_hvp_eps=cfg.fd_hvp_eps,
+      backtrack_ratio=cfg.backtrack_ratio, max_backtracks=cfg.max_backtracks)
   return envs, policy, algo
 
 
-def meta_batch(cfg: RLConfig, envs, algo: rl.MamlTrpo, rng: np.random.Generator):
+def meta_batch(cfg: RLConfig, envs, algo: rl.maml_trpo.MamlTrpo, rng: np.random.Generator):
   """Samples one meta-batch: (MetaData for TRPO, pre-update Batch, post-update Batch or None)."""
   tasks = envs.sample_tasks(cfg.meta_batch_size, rng)
   params = algo.learner.tile(algo.learner.params(), cfg.meta_batch_size)
-  pre = rl.rollouts(algo.forward, params, envs, tasks, cfg.per_task, rng)
-  support_x, support_y = (tf.constant(a) for a in rl.support_set(pre, cfg.gamma))
+  pre = rl.sampling.rollouts(algo.forward, params, envs, tasks, cfg.per_task, rng)
+  support_x, support_y = (tf.constant(a) for a in rl.sampling.support_set(pre, cfg.gamma))
   if cfg.inner_steps == 0:  # the policy's own surrogate on its own samples
     old = pre.outputs.reshape(cfg.meta_batch_size, -1, pre.outputs.shape[-1])
-    return rl.MetaData(support_x, support_y, support_x, support_y, tf.constant(old)), pre, None
+    return rl.maml_trpo.MetaData(support_x, support_y, support_x, support_y, tf.constant(old)), pre, None
   fast = algo.adapted_compiled(algo.learner.params(), support_x, support_y)
-  post = rl.rollouts(algo.forward, fast, envs, tasks, cfg.per_task, rng)
-  query_x, query_y = (tf.constant(a) for a in rl.support_set(post, cfg.gamma))
+  post = rl.sampling.rollouts(algo.forward, fast, envs, tasks, cfg.per_task, rng)
+  query_x, query_y = (tf.constant(a) for a in rl.sampling.support_set(post, cfg.gamma))
   old = post.outputs.reshape(cfg.meta_batch_size, -1, post.outputs.shape[-1])
-  return rl.MetaData(support_x, support_y, query_x, query_y, tf.constant(old)), pre, post
+  return rl.maml_trpo.MetaData(support_x, support_y, query_x, query_y, tf.constant(old)), pre, post
 
 
 def _config_diff(cfg: RLConfig):
@@ -75,9 +82,9 @@ def _config_diff(cfg: RLConfig):
   new = cfg.to_dict()
 
   def diff(saved: dict) -> list[str]:
-    saved = RLConfig.from_dict(saved).to_dict()
+    saved = type(cfg).from_dict(saved).to_dict()
     return [f'{k}: {saved[k]!r} -> {v!r}' for k, v in new.items()
-            if k not in RLConfig.RUNTIME_FIELDS and saved.get(k) != v]
+            if k not in cfg.RUNTIME_FIELDS and saved.get(k) != v]
   return diff
 
 
@@ -143,7 +150,7 @@ def _train_locked(cfg: RLConfig, run_dir: str) -> int:
   return it
 
 
-def adaptation_returns(cfg: RLConfig, envs, algo: rl.MamlTrpo, tasks: np.ndarray,
+def adaptation_returns(cfg: RLConfig, envs, algo: rl.maml_trpo.MamlTrpo, tasks: np.ndarray,
                        rng: np.random.Generator) -> np.ndarray:
   """Fig. 5: average return of each task after 0..test_steps plain policy-gradient steps.
 
@@ -154,10 +161,10 @@ def adaptation_returns(cfg: RLConfig, envs, algo: rl.MamlTrpo, tasks: np.ndarray
   params = algo.learner.tile(algo.learner.params(), len(tasks))
   returns = []
   for step in range(cfg.test_steps + 1):
-    batch = rl.rollouts(algo.forward, params, envs, tasks, cfg.test_per_task, rng)
+    batch = rl.sampling.rollouts(algo.forward, params, envs, tasks, cfg.test_per_task, rng)
     returns.append(batch.returns().mean(-1))
     if step < cfg.test_steps:
-      x, y = (tf.constant(a) for a in rl.support_set(batch, cfg.gamma))
+      x, y = (tf.constant(a) for a in rl.sampling.support_set(batch, cfg.gamma))
       lr = cfg.test_lr * (1.0 if step == 0 else cfg.test_later_lr_factor)
       params = algo.sgd_step(params, x, y, tf.constant(lr, algo.dtype))
   return np.array(returns)

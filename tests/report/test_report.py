@@ -150,7 +150,7 @@ def test_unknown_group_lists_the_known_ones(tmp_path):
 
 
 def test_docs_embed_the_generated_experiments_table():
-  page = (pathlib.Path(__file__).resolve().parents[1] / 'docs' / 'experiments.md').read_text()
+  page = (pathlib.Path(__file__).resolve().parents[2] / 'docs' / 'experiments.md').read_text()
   start, end = '<!-- experiments-table:start -->\n', '<!-- experiments-table:end -->'
   embedded = page.split(start, 1)[1].split(end, 1)[0]
   assert embedded == report.experiments_table(), (

@@ -8,8 +8,8 @@ import pytest
 
 import experiments
 import report
-import rl_envs
-import rl_trainer
+import rl.envs
+import rl.trainer
 import utils
 
 
@@ -23,7 +23,7 @@ def test_short_navigation_run_learns_to_adapt(tmp_path):
   helps: the post-update return beats the pre-update one by a clear margin (about 20 when it learns),
   and beats the first iteration's post-update return."""
   cfg = small('rl_navigation_maml', meta_batch_size=10, per_task=10, iterations=15)
-  rl_trainer.train_rl(cfg, str(tmp_path))
+  rl.trainer.train_rl(cfg, str(tmp_path))
   curve = json.loads((tmp_path / 'curve.json').read_text())
   assert [c['iteration'] for c in curve] == list(range(1, 16))
   last = curve[-5:]
@@ -38,9 +38,9 @@ def test_stop_request_saves_between_iterations_and_resumes_exactly(tmp_path, mon
   """A signal during iteration 3 (checkpoints every 10) saves iteration 3 whole (theta, RNG, curve),
   and the resumed run equals an uninterrupted one."""
   cfg = small('rl_navigation_maml', iterations=4, checkpoint_every=10)
-  rl_trainer.train_rl(cfg, str(tmp_path / 'a'))
+  rl.trainer.train_rl(cfg, str(tmp_path / 'a'))
   calls = []
-  meta_batch = rl_trainer.meta_batch
+  meta_batch = rl.trainer.meta_batch
 
   def signalled_on_third(*args):
     calls.append(1)
@@ -48,12 +48,12 @@ def test_stop_request_saves_between_iterations_and_resumes_exactly(tmp_path, mon
       utils.STOP(signal.SIGTERM)  # as main.py's handler, mid-iteration
     return meta_batch(*args)
 
-  monkeypatch.setattr(rl_trainer, 'meta_batch', signalled_on_third)
+  monkeypatch.setattr(rl.trainer, 'meta_batch', signalled_on_third)
   monkeypatch.setattr(utils, 'STOP', utils.StopRequest())
-  assert rl_trainer.train_rl(cfg, str(tmp_path / 'b')) == 3
+  assert rl.trainer.train_rl(cfg, str(tmp_path / 'b')) == 3
   assert (tmp_path / 'b' / 'ckpt-3.index').exists()
   monkeypatch.setattr(utils, 'STOP', utils.StopRequest())
-  rl_trainer.train_rl(cfg, str(tmp_path / 'b'))
+  rl.trainer.train_rl(cfg, str(tmp_path / 'b'))
   a = json.loads((tmp_path / 'a' / 'curve.json').read_text())
   b = json.loads((tmp_path / 'b' / 'curve.json').read_text())
   assert a == b
@@ -62,7 +62,7 @@ def test_stop_request_saves_between_iterations_and_resumes_exactly(tmp_path, mon
 @pytest.mark.parametrize('method', ['pretrained', 'oracle'])
 def test_baselines_train_with_trpo_on_their_own_samples(tmp_path, method):
   cfg = small(f'rl_navigation_{method}', iterations=2)
-  rl_trainer.train_rl(cfg, str(tmp_path))
+  rl.trainer.train_rl(cfg, str(tmp_path))
   curve = json.loads((tmp_path / 'curve.json').read_text())
   assert len(curve) == 2 and all(c['post_return'] is None for c in curve)
 
@@ -72,12 +72,12 @@ def test_fig5_evaluation_and_report(tmp_path):
   table and plot; an untrained row is refused with the command that trains it."""
   for method in ('maml', 'pretrained', 'oracle'):
     cfg = small(f'rl_navigation_{method}', iterations=1)
-    with pytest.raises(rl_trainer.RunError, match='train the row first'):
-      rl_trainer.evaluate_rl(cfg, str(tmp_path / cfg.name))
-    rl_trainer.train_rl(cfg, str(tmp_path / cfg.name))
+    with pytest.raises(rl.trainer.RunError, match='train the row first'):
+      rl.trainer.evaluate_rl(cfg, str(tmp_path / cfg.name))
+    rl.trainer.train_rl(cfg, str(tmp_path / cfg.name))
   for method in experiments.RL_METHODS:
     cfg = small(f'rl_navigation_{method}', iterations=1 if method != 'random' else 0)
-    result = rl_trainer.evaluate_rl(cfg, str(tmp_path / cfg.name))
+    result = rl.trainer.evaluate_rl(cfg, str(tmp_path / cfg.name))
     assert len(result['mean']) == (1 if method == 'oracle' else 4)
     assert np.array(result['per_task']).shape == (len(result['mean']), 3)
     assert result['published'] == list(cfg.published)
@@ -103,33 +103,33 @@ def test_rl_rows_are_valid_and_round_trip():
 @pytest.mark.parametrize('env', ['cheetah_vel', 'ant_dir'])
 def test_mujoco_plumbing(tmp_path, env):
   """MAML-TRPO and the Fig. 5 evaluation run on the MuJoCo families (tiny batches: no learning)."""
-  if rl_envs.mujoco is None:
-    pytest.skip(f'the MuJoCo families need gymnasium[mujoco]: {rl_envs.MUJOCO_IMPORT_ERROR}')
+  if rl.envs.mujoco is None:
+    pytest.skip(f'the MuJoCo families need gymnasium[mujoco]: {rl.envs.MUJOCO_IMPORT_ERROR}')
   cfg = small(f'rl_{env}_maml', meta_batch_size=2, per_task=2, iterations=2, test_tasks=2)
-  rl_trainer.train_rl(cfg, str(tmp_path))
+  rl.trainer.train_rl(cfg, str(tmp_path))
   curve = json.loads((tmp_path / 'curve.json').read_text())
   assert len(curve) == 2
   assert all(np.isfinite(c['pre_return']) and np.isfinite(c['post_return']) for c in curve)
   assert all(c['kl'] <= cfg.max_kl for c in curve)
-  result = rl_trainer.evaluate_rl(cfg, str(tmp_path))
+  result = rl.trainer.evaluate_rl(cfg, str(tmp_path))
   assert np.all(np.isfinite(result['mean'])) and len(result['mean']) == 4
 
 
 def test_a_hand_picked_checkpoint_never_replaces_the_fig5_results(tmp_path):
   cfg = small('rl_navigation_maml', iterations=4, test_tasks=2)
-  rl_trainer.train_rl(cfg, str(tmp_path))
-  best = rl_trainer.evaluate_rl(cfg, str(tmp_path))
+  rl.trainer.train_rl(cfg, str(tmp_path))
+  best = rl.trainer.evaluate_rl(cfg, str(tmp_path))
   read = lambda name: json.loads((tmp_path / 'results' / name).read_text())
-  assert rl_trainer.evaluate_rl(cfg, str(tmp_path), test_iter=2)['iteration'] == 2
-  assert rl_trainer.evaluate_rl(cfg, str(tmp_path), test_iter=-2)['iteration'] == 4
+  assert rl.trainer.evaluate_rl(cfg, str(tmp_path), test_iter=2)['iteration'] == 2
+  assert rl.trainer.evaluate_rl(cfg, str(tmp_path), test_iter=-2)['iteration'] == 4
   assert read('fig5.json')['iteration'] == best['iteration']
   assert read('fig5.iter2.json')['iteration'] == 2 and read('fig5.iter4.json')['iteration'] == 4
-  with pytest.raises(rl_trainer.RunError, match='no checkpoint of iteration 3'):
-    rl_trainer.evaluate_rl(cfg, str(tmp_path), test_iter=3)
+  with pytest.raises(rl.trainer.RunError, match='no checkpoint of iteration 3'):
+    rl.trainer.evaluate_rl(cfg, str(tmp_path), test_iter=3)
 
 
 def test_resuming_with_another_configuration_is_refused(tmp_path):
   cfg = small('rl_navigation_maml', iterations=1)
-  rl_trainer.train_rl(cfg, str(tmp_path))
-  with pytest.raises(rl_trainer.RunError, match='another configuration'):
-    rl_trainer.train_rl(cfg.replace(inner_lr=0.1, iterations=2), str(tmp_path))
+  rl.trainer.train_rl(cfg, str(tmp_path))
+  with pytest.raises(rl.trainer.RunError, match='another configuration'):
+    rl.trainer.train_rl(cfg.replace(inner_lr=0.1, iterations=2), str(tmp_path))

@@ -1,4 +1,4 @@
-"""HalfCheetah goal direction: this repo's environment (rl_envs.py) against the original's (cbfinn/maml_rl).
+"""HalfCheetah goal direction: this repo's environment (rl/envs.py) against the original's (cbfinn/maml_rl).
 
 The original's model, stepping and reward are embedded below from cbfinn/maml_rl at commit
 9c8e2ebd741cb0c7b8bf2d040c4caeeb8e06cc95: vendor/mujoco_models/half_cheetah.xml, rllab/envs/mujoco/mujoco_env.py
@@ -7,8 +7,8 @@ The original's model, stepping and reward are embedded below from cbfinn/maml_rl
 unchanged since the ICML-deadline commit 7fe27d7; the direction threshold went from 0.4 to 1.0 in 7a92e6e.
 No network access is needed.
 
-    python -m pytest tests/test_rl_env_parity.py   # the checks
-    python tests/test_rl_env_parity.py             # the measurements of docs/rl.md (about 15 s)
+    python -m pytest tests/rl/test_env_parity.py   # the checks
+    python tests/rl/test_env_parity.py             # the measurements of docs/rl.md (about 15 s)
 """
 
 import os
@@ -17,16 +17,16 @@ import sys
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import rl_envs  # noqa: E402  (the repo root must be on sys.path when run as a script)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+import rl.envs  # noqa: E402  (the repo root must be on sys.path when run as a script)
 
-mujoco = rl_envs.mujoco
+mujoco = rl.envs.mujoco
 needs_mujoco = pytest.mark.skipif(
-    mujoco is None, reason=f'gymnasium[mujoco] / mujoco not importable: {rl_envs.MUJOCO_IMPORT_ERROR}')
+    mujoco is None, reason=f'gymnasium[mujoco] / mujoco not importable: {rl.envs.MUJOCO_IMPORT_ERROR}')
 
 # vendor/mujoco_models/half_cheetah.xml at 9c8e2eb (MIT licence), verbatim apart from its header comment (a
 # list of the state and actuator names) and the line breaks of the attribute lists. gymnasium 1.4's
-# half_cheetah.xml, which rl_envs.HalfCheetahTask loads, differs from it only by a tracking camera.
+# half_cheetah.xml, which rl.envs.HalfCheetahTask loads, differs from it only by a tracking camera.
 ORIGINAL_XML = """
 <mujoco model='cheetah'>
   <compiler inertiafromgeom='true' coordinate='local' angle='radian' settotalmass='14' />
@@ -126,7 +126,7 @@ PRE_2_1_1_MASSES = [6.36031332, 1.53524804, 1.58093995, 1.0691906, 1.42558747, 1
 # The original's procedures, transcribed.
 
 def original_model():
-  with rl_envs._quiet_settotalmass():  # MuJoCo 4: settotalmass is deprecated (same masses)
+  with rl.envs._quiet_settotalmass():  # MuJoCo 4: settotalmass is deprecated (same masses)
     return mujoco.MjModel.from_xml_string(ORIGINAL_XML)
 
 
@@ -187,14 +187,14 @@ def original_rollout(m, actions, direction, origin=False):
 def repo_rollout(actions, direction):
   """This repo's batched cheetah_dir env (one slot) from the same state: qpos [T, 9], qvel [T, 9], obs, reward,
   com_x_velocity [T]. Its reset noise is switched off for the call."""
-  saved = rl_envs._RllabMixin.QPOS_NOISE, rl_envs._RllabMixin.QVEL_NOISE
-  rl_envs._RllabMixin.QPOS_NOISE = rl_envs._RllabMixin.QVEL_NOISE = 0.0
+  saved = rl.envs._RllabMixin.QPOS_NOISE, rl.envs._RllabMixin.QVEL_NOISE
+  rl.envs._RllabMixin.QPOS_NOISE = rl.envs._RllabMixin.QVEL_NOISE = 0.0
   try:
-    env = rl_envs.make_env('cheetah_dir')
+    env = rl.envs.make_env('cheetah_dir')
     env.set_tasks(np.array([[direction]]), 1)
     env.reset(0)
   finally:
-    rl_envs._RllabMixin.QPOS_NOISE, rl_envs._RllabMixin.QVEL_NOISE = saved
+    rl.envs._RllabMixin.QPOS_NOISE, rl.envs._RllabMixin.QVEL_NOISE = saved
   sim = env.envs[0]
   out = {k: [] for k in ('qpos', 'qvel', 'obs', 'reward', 'v')}
   for a in actions:
@@ -262,7 +262,7 @@ def use_pre_2_1_1_inertia(m, d):
 def test_the_repos_compiled_model_is_the_originals():
   """Every numeric mjModel array of the repo's cheetah equals the one compiled from the original's XML, apart
   from the camera gymnasium's file adds (and the name tables that list it)."""
-  original, repo = original_model(), rl_envs.HalfCheetahTask('dir').model
+  original, repo = original_model(), rl.envs.HalfCheetahTask('dir').model
   differ = []
   for name in dir(original):
     a = getattr(original, name)
@@ -278,7 +278,7 @@ def test_the_repos_compiled_model_is_the_originals():
 
 @needs_mujoco
 def test_the_repos_model_holds_the_originals_values():
-  env = rl_envs.make_env('cheetah_dir')
+  env = rl.envs.make_env('cheetah_dir')
   sim = env._local.pool[0]  # the probe env
   m = sim.model
   assert (sim.frame_skip, env.dt, env.horizon) == (FRAME_SKIP, pytest.approx(ORIGINAL['timestep']), HORIZON)
@@ -304,7 +304,7 @@ def test_the_repos_model_holds_the_originals_values():
 def test_capsule_inertia_is_the_one_compiled_difference_to_mujoco_1_31():
   """MuJoCo 4 computes capsule inertias exactly; MuJoCo < 2.1.1 approximated each capsule by a cylinder. All the
   cheetah's geoms are capsules, so its masses and inertias differ from those the original simulated."""
-  m = rl_envs.HalfCheetahTask('dir').model
+  m = rl.envs.HalfCheetahTask('dir').model
   for b, (mass, com, inertia) in enumerate(body_inertials(m, pre_2_1_1=False), 1):  # the formula is MuJoCo 4's
     rot = np.zeros(9)
     mujoco.mju_quat2Mat(rot, m.body_iquat[b])
@@ -341,12 +341,12 @@ def test_identical_actions_give_the_originals_trajectory_and_rewards(direction):
 
 def test_action_scaling_is_rllabs_normalize():
   a = np.random.default_rng(0).normal(size=(1000, 6)) * 2
-  np.testing.assert_array_equal(rl_envs.policy_to_env_action(a, -np.ones(6), np.ones(6)), rllab_normalize(a))
+  np.testing.assert_array_equal(rl.envs.policy_to_env_action(a, -np.ones(6), np.ones(6)), rllab_normalize(a))
 
 
 @needs_mujoco
 def test_reset_noise_is_rllabs():
-  env = rl_envs.make_env('cheetah_dir')
+  env = rl.envs.make_env('cheetah_dir')
   env.set_tasks(np.ones((1, 1)), 600)
   env.reset(0)
   qpos = np.array([sim.data.qpos for sim in env.envs])
@@ -359,7 +359,7 @@ def test_reset_noise_is_rllabs():
 @needs_mujoco
 def test_direction_split_is_rllabs():
   """HalfCheetahEnvRandDirec: u ~ U[0, 2], d = -1 if u < 1.0 else +1."""
-  env = rl_envs.make_env('cheetah_dir')
+  env = rl.envs.make_env('cheetah_dir')
   u = np.random.default_rng(3).uniform(0.0, 2.0, size=(500, 1))
   np.testing.assert_array_equal(env.sample_tasks(500, np.random.default_rng(3)), np.where(u < 1.0, -1.0, 1.0))
 
@@ -443,7 +443,7 @@ def measure():
   print('\n3. Fresh policies (Glorot-uniform weights, zero biases, std 1), 30 networks x 20 trajectories, '
         'this repo\'s env')
   nets, per = 30, 20
-  env = rl_envs.make_env('cheetah_dir')
+  env = rl.envs.make_env('cheetah_dir')
   env.set_tasks(np.ones((nets, 1)), per)
   obs = env.reset(0).astype(np.float64)
 

@@ -1,14 +1,17 @@
-"""RL task envs (rl_envs.py): shapes, rewards recomputed from the state, task slots, seeding, done rules."""
+"""RL task envs (rl/envs.py): shapes, rewards recomputed from the state, task slots, seeding, done rules."""
+
+import hashlib
+import pathlib
 
 import numpy as np
 import pytest
 
-import rl_envs
-from rl_envs import make_env
+import rl.envs
+from rl.envs import make_env
 
-mujoco = rl_envs.mujoco
+mujoco = rl.envs.mujoco
 needs_mujoco = pytest.mark.skipif(
-    mujoco is None, reason=f'gymnasium[mujoco] / mujoco not importable: {rl_envs.MUJOCO_IMPORT_ERROR}')
+    mujoco is None, reason=f'gymnasium[mujoco] / mujoco not importable: {rl.envs.MUJOCO_IMPORT_ERROR}')
 MUJOCO_NAMES = ('cheetah_vel', 'cheetah_dir', 'ant_vel', 'ant_dir')
 # name -> (obs_dim without the task, act_dim, task_dim, horizon, env action bound)
 SPECS = {'navigation': (2, 2, 2, 100, 0.1),
@@ -30,7 +33,7 @@ def ready(name, tasks, per_task, seed=0, oracle=False):
 # All families.
 
 @pytest.mark.parametrize('oracle', [False, True])
-@pytest.mark.parametrize('name', params(rl_envs.ENV_NAMES))
+@pytest.mark.parametrize('name', params(rl.envs.ENV_NAMES))
 def test_shapes_dtypes_and_oracle_inputs(name, oracle):
   obs_dim, act_dim, task_dim, horizon, _ = SPECS[name]
   env = make_env(name, oracle)
@@ -53,7 +56,7 @@ def test_shapes_dtypes_and_oracle_inputs(name, oracle):
     env.step(np.zeros((5, act_dim)))
 
 
-@pytest.mark.parametrize('name', params(rl_envs.ENV_NAMES))
+@pytest.mark.parametrize('name', params(rl.envs.ENV_NAMES))
 def test_task_sampling_ranges(name):
   env = make_env(name)
   tasks = env.sample_tasks(4000, np.random.default_rng(1))
@@ -69,11 +72,11 @@ def test_task_sampling_ranges(name):
     assert set(np.unique(tasks)) == {-1.0, 1.0} and 0.47 < np.mean(tasks > 0) < 0.53
 
 
-@pytest.mark.parametrize('name', params(rl_envs.ENV_NAMES))
+@pytest.mark.parametrize('name', params(rl.envs.ENV_NAMES))
 def test_actions_are_clipped_and_scaled_onto_the_bounds(name):
   bound = SPECS[name][4]
   a = np.array([[-3.0, -1.0, -0.5, 0.0, 0.25, 1.0, 7.0, 0.1]])
-  np.testing.assert_allclose(rl_envs.policy_to_env_action(a, -bound, bound),
+  np.testing.assert_allclose(rl.envs.policy_to_env_action(a, -bound, bound),
                              bound * np.array([[-1, -1, -0.5, 0, 0.25, 1, 1, 0.1]]), rtol=1e-12, atol=1e-15)
   if name != 'navigation':
     env, _ = ready(name, [[1.0]], 1)
@@ -81,7 +84,7 @@ def test_actions_are_clipped_and_scaled_onto_the_bounds(name):
     np.testing.assert_array_equal(env.envs[0].action_space.high, bound)
 
 
-@pytest.mark.parametrize('name', params(rl_envs.ENV_NAMES))
+@pytest.mark.parametrize('name', params(rl.envs.ENV_NAMES))
 def test_two_tasks_give_different_rewards_for_identical_actions(name):
   """Swapping the tasks of two slots (same seed, same actions, so the same states) swaps which reward each gets."""
   env = make_env(name)
@@ -234,7 +237,7 @@ def test_batched_step_equals_gymnasium_env_step(name):
     actions = rng.normal(size=(4, batched.act_dim)) * 1.5
     was_done = done
     obs, reward, done = batched.step(actions)
-    a_env = rl_envs.policy_to_env_action(actions, single._low, single._high)
+    a_env = rl.envs.policy_to_env_action(actions, single._low, single._high)
     for i, env in enumerate(single.envs):
       if was_done[i]:  # frozen in the batch (checked elsewhere); gymnasium would step on
         continue
@@ -278,8 +281,8 @@ def test_physics_shortcuts_give_the_trajectory_of_plain_mujoco(name, task, short
     return np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in out]), contacts
   light, contacts = run()
   assert contacts > 0  # the bodies touch the ground, so the skipped work (collisions, solve) mattered
-  cls = rl_envs.HalfCheetahTask if name.startswith('cheetah') else rl_envs.AntTask
-  monkeypatch.setattr(cls, shortcut, getattr(rl_envs._RllabMixin, shortcut))
+  cls = rl.envs.HalfCheetahTask if name.startswith('cheetah') else rl.envs.AntTask
+  monkeypatch.setattr(cls, shortcut, getattr(rl.envs._RllabMixin, shortcut))
   full, _ = run()
   np.testing.assert_array_equal(light, full)
 
@@ -289,7 +292,7 @@ def test_ant_step_from_a_non_finite_state_resets_as_mj_step_does(monkeypatch):
   """MuJoCo's check resets a non-finite state before stepping; the step that reuses the last forward must
   then not reuse it, and end in the state plain mj_step ends in."""
   def run():
-    env = rl_envs.AntTask('vel', 1.0)
+    env = rl.envs.AntTask('vel', 1.0)
     env.np_random = np.random.default_rng(0)
     env.reset()
     for _ in range(5):
@@ -299,7 +302,7 @@ def test_ant_step_from_a_non_finite_state_resets_as_mj_step_does(monkeypatch):
     return np.concatenate([env.data.qpos, env.data.qvel, env._get_obs()])
   light = run()
   assert np.isfinite(light).all()
-  monkeypatch.setattr(rl_envs.AntTask, '_step_mujoco_simulation', rl_envs._RllabMixin._step_mujoco_simulation)
+  monkeypatch.setattr(rl.envs.AntTask, '_step_mujoco_simulation', rl.envs._RllabMixin._step_mujoco_simulation)
   np.testing.assert_array_equal(light, run())
 
 
@@ -307,7 +310,7 @@ def test_ant_step_from_a_non_finite_state_resets_as_mj_step_does(monkeypatch):
 def test_worker_processes_give_the_trajectories_of_one_process(name, monkeypatch):
   """3 worker processes over 7 envs (uneven ranges), then re-tasked to 2 envs (one range unused),
   with env 4 terminated at step 10: bit-identical observations, rewards, dones and COM velocities."""
-  cls = rl_envs.HalfCheetahTask if name.startswith('cheetah') else rl_envs.AntTask
+  cls = rl.envs.HalfCheetahTask if name.startswith('cheetah') else rl.envs.AntTask
   calls = [0]
 
   def terminated(obs):  # computed in this process for all envs: workers never see it
@@ -348,7 +351,28 @@ def test_a_failing_or_dead_worker_raises_a_clear_error():
 @needs_mujoco
 def test_workers_must_be_positive():
   with pytest.raises(ValueError, match='workers'):
-    rl_envs.MujocoTaskEnvs('cheetah_vel', workers=0)
+    rl.envs.MujocoTaskEnvs('cheetah_vel', workers=0)
+
+
+# sha256 of rllab's ant.xml as the RLLAB_ANT_XML string that the env module held before rl/assets/ant.xml
+ANT_XML_SHA256 = 'f2c49f273f2adbfed7621657df8711d170bc797e24637381ba228e697f6cc4cb'
+
+
+@needs_mujoco
+def test_the_ant_compiles_rllabs_xml_from_the_assets_file():
+  """rl/assets/ant.xml holds, byte for byte, the XML the module once embedded, and it is what AntTask
+  compiles: every numeric array of the env's model equals the one compiled from the file."""
+  data = pathlib.Path(rl.envs.ANT_XML_PATH).read_bytes()
+  assert hashlib.sha256(data).hexdigest() == ANT_XML_SHA256
+  assert rl.envs.RLLAB_ANT_XML == data.decode()
+  assert pathlib.Path(rl.envs.ANT_XML_PATH) == pathlib.Path(rl.envs.__file__).parent / 'assets' / 'ant.xml'
+  model, from_file = rl.envs.AntTask('vel').model, mujoco.MjModel.from_xml_path(rl.envs.ANT_XML_PATH)
+  arrays = [name for name in dir(from_file)
+            if not name.startswith('_') and isinstance(getattr(from_file, name), np.ndarray)]
+  assert 'body_mass' in arrays and 'geom_solimp' in arrays
+  for name in arrays:
+    np.testing.assert_array_equal(getattr(model, name), getattr(from_file, name), err_msg=name)
+  assert (model.opt.timestep, model.opt.integrator) == (0.02, mujoco.mjtIntegrator.mjINT_RK4)
 
 
 @needs_mujoco

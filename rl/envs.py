@@ -30,10 +30,7 @@ batch is stepped in a plain Python loop that only advances the physics and reads
 AsyncVectorEnv is 5-10x slower on 2 cores, and gymnasium's per-env `step` bookkeeping costs more than the
 HalfCheetah physics); rewards and terminations are then computed for the whole batch with the formulas that
 the envs' own `step` uses. With `workers` > 1 the slots are split into contiguous ranges, each stepped by
-a worker process (pipes carry each range's actions and observations); any number of workers gives the same
-trajectories. On 2 cores, 2 workers step 800 envs 1.5x as fast (cheetah 29.5 -> 19.5 us per env step, ant
-124 -> 79). Threads do not help: the per-env Python between the MuJoCo calls holds the GIL, and two threads
-made a batched cheetah step slower (38 -> 50-55 us per env step).
+a worker process (rl/pool.py); any number of workers gives the same trajectories.
 
 Remaining differences to rllab (cbfinn/maml_rl):
 - Simulator: MuJoCo 4.0 through gymnasium 1.4 instead of MuJoCo 1.31 through rllab's mujoco_py. The models and
@@ -44,7 +41,7 @@ Remaining differences to rllab (cbfinn/maml_rl):
 - HalfCheetah uses gymnasium's half_cheetah.xml, which equals rllab's apart from an added tracking camera (timestep
   0.01, frame_skip 1). Its `settotalmass` attribute is deprecated in MuJoCo 4 (same masses); the compiler warning
   is dropped while an env is built, so it neither reaches stderr nor MUJOCO_LOG.TXT.
-- Ant uses rllab's ant.xml, embedded below (timestep 0.02 RK4, frame_skip 1, ctrl +-150 with gear 1, solimp
+- Ant uses rllab's ant.xml, kept in assets/ant.xml (timestep 0.02 RK4, frame_skip 1, ctrl +-150 with gear 1, solimp
   .8 .8 .01), not gymnasium's (timestep 0.01, ctrl +-1 with gear 150, default solimp).
 - After each step we recompute the derived quantities of the new state (rllab's `model.forward()`) so that
   observations and rewards see it: for the ant mj_forward and then mj_rnePostConstraint, which fills cfrc_ext
@@ -71,15 +68,15 @@ Remaining differences to rllab (cbfinn/maml_rl):
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
+import pathlib
 import sys
-import traceback
 import weakref
 
 import numpy as np
 
-from experiments import ConfigError
+from config import ConfigError
+from rl import pool
 
 try:
   import mujoco
@@ -208,94 +205,9 @@ class NavigationEnvs(TaskEnvs):
 # ---------------------------------------------------------------------------------------------------------------
 # MuJoCo families.
 
-# rllab's vendor/mujoco_models/ant.xml (MIT licence), unchanged apart from formatting.
-RLLAB_ANT_XML = """
-<mujoco model="ant">
-  <compiler inertiafromgeom="true" angle="degree" coordinate="local"/>
-  <option timestep="0.02" integrator="RK4"/>
-  <custom>
-    <numeric name="init_qpos" data="0.0 0.0 0.55 1.0 0.0 0.0 0.0 0.0 1.0 0.0 -1.0 0.0 -1.0 0.0 1.0"/>
-  </custom>
-  <default>
-    <joint limited="true" armature="1" damping="1"/>
-    <geom condim="3" conaffinity="0" margin="0.01" friction="1 0.5 0.5" solref=".02 1" solimp=".8 .8 .01"
-          rgba="0.8 0.6 0.4 1" density="5.0"/>
-  </default>
-  <asset>
-    <texture type="skybox" builtin="gradient" width="100" height="100" rgb1="1 1 1" rgb2="0 0 0"/>
-    <texture name="texgeom" type="cube" builtin="flat" mark="cross" width="127" height="1278" rgb1="0.8 0.6 0.4"
-             rgb2="0.8 0.6 0.4" markrgb="1 1 1" random="0.01"/>
-    <texture name="texplane" type="2d" builtin="checker" rgb1="0 0 0" rgb2="0.8 0.8 0.8" width="100" height="100"/>
-    <material name="MatPlane" texture="texplane" shininess="1" texrepeat="60 60" specular="1" reflectance="0.5"/>
-    <material name="geom" texture="texgeom" texuniform="true"/>
-  </asset>
-  <worldbody>
-    <light directional="true" cutoff="100" exponent="1" diffuse="1 1 1" specular=".1 .1 .1" pos="0 0 1.3"
-           dir="-0 0 -1.3"/>
-    <geom name="floor" material="MatPlane" pos="0 0 0" size="40 40 40" type="plane" conaffinity="1"
-          rgba="0.8 0.9 0.8 1" condim="3"/>
-    <body name="torso" pos="0 0 0.75">
-      <geom name="torso_geom" type="sphere" size="0.25" pos="0 0 0"/>
-      <joint name="root" type="free" limited="false" pos="0 0 0" axis="0 0 1" margin="0.01" armature="0"
-             damping="0"/>
-      <body name="front_left_leg" pos="0 0 0">
-        <geom name="aux_1_geom" type="capsule" size="0.08" fromto="0.0 0.0 0.0 0.2 0.2 0.0"/>
-        <body name="aux_1" pos="0.2 0.2 0">
-          <joint name="hip_1" type="hinge" pos="0.0 0.0 0.0" axis="0 0 1" range="-30 30"/>
-          <geom name="left_leg_geom" type="capsule" size="0.08" fromto="0.0 0.0 0.0 0.2 0.2 0.0"/>
-          <body pos="0.2 0.2 0">
-            <joint name="ankle_1" type="hinge" pos="0.0 0.0 0.0" axis="-1 1 0" range="30 70"/>
-            <geom name="left_ankle_geom" type="capsule" size="0.08" fromto="0.0 0.0 0.0 0.4 0.4 0.0"/>
-          </body>
-        </body>
-      </body>
-      <body name="front_right_leg" pos="0 0 0">
-        <geom name="aux_2_geom" type="capsule" size="0.08" fromto="0.0 0.0 0.0 -0.2 0.2 0.0"/>
-        <body name="aux_2" pos="-0.2 0.2 0">
-          <joint name="hip_2" type="hinge" pos="0.0 0.0 0.0" axis="0 0 1" range="-30 30"/>
-          <geom name="right_leg_geom" type="capsule" size="0.08" fromto="0.0 0.0 0.0 -0.2 0.2 0.0"/>
-          <body pos="-0.2 0.2 0">
-            <joint name="ankle_2" type="hinge" pos="0.0 0.0 0.0" axis="1 1 0" range="-70 -30"/>
-            <geom name="right_ankle_geom" type="capsule" size="0.08" fromto="0.0 0.0 0.0 -0.4 0.4 0.0"/>
-          </body>
-        </body>
-      </body>
-      <body name="back_leg" pos="0 0 0">
-        <geom name="aux_3_geom" type="capsule" size="0.08" fromto="0.0 0.0 0.0 -0.2 -0.2 0.0"/>
-        <body name="aux_3" pos="-0.2 -0.2 0">
-          <joint name="hip_3" type="hinge" pos="0.0 0.0 0.0" axis="0 0 1" range="-30 30"/>
-          <geom name="back_leg_geom" type="capsule" size="0.08" fromto="0.0 0.0 0.0 -0.2 -0.2 0.0"/>
-          <body pos="-0.2 -0.2 0">
-            <joint name="ankle_3" type="hinge" pos="0.0 0.0 0.0" axis="-1 1 0" range="-70 -30"/>
-            <geom name="third_ankle_geom" type="capsule" size="0.08" fromto="0.0 0.0 0.0 -0.4 -0.4 0.0"/>
-          </body>
-        </body>
-      </body>
-      <body name="right_back_leg" pos="0 0 0">
-        <geom name="aux_4_geom" type="capsule" size="0.08" fromto="0.0 0.0 0.0 0.2 -0.2 0.0"/>
-        <body name="aux_4" pos="0.2 -0.2 0">
-          <joint name="hip_4" type="hinge" pos="0.0 0.0 0.0" axis="0 0 1" range="-30 30"/>
-          <geom name="rightback_leg_geom" type="capsule" size="0.08" fromto="0.0 0.0 0.0 0.2 -0.2 0.0"/>
-          <body pos="0.2 -0.2 0">
-            <joint name="ankle_4" type="hinge" pos="0.0 0.0 0.0" axis="1 1 0" range="30 70"/>
-            <geom name="fourth_ankle_geom" type="capsule" size="0.08" fromto="0.0 0.0 0.0 0.4 -0.4 0.0"/>
-          </body>
-        </body>
-      </body>
-    </body>
-  </worldbody>
-  <actuator>
-    <motor joint="hip_4" ctrlrange="-150.0 150.0" ctrllimited="true"/>
-    <motor joint="ankle_4" ctrlrange="-150.0 150.0" ctrllimited="true"/>
-    <motor joint="hip_1" ctrlrange="-150.0 150.0" ctrllimited="true"/>
-    <motor joint="ankle_1" ctrlrange="-150.0 150.0" ctrllimited="true"/>
-    <motor joint="hip_2" ctrlrange="-150.0 150.0" ctrllimited="true"/>
-    <motor joint="ankle_2" ctrlrange="-150.0 150.0" ctrllimited="true"/>
-    <motor joint="hip_3" ctrlrange="-150.0 150.0" ctrllimited="true"/>
-    <motor joint="ankle_3" ctrlrange="-150.0 150.0" ctrllimited="true"/>
-  </actuator>
-</mujoco>
-"""
+# rllab's vendor/mujoco_models/ant.xml (MIT licence), unchanged apart from formatting: the text AntTask compiles.
+ANT_XML_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'assets', 'ant.xml')
+RLLAB_ANT_XML = pathlib.Path(ANT_XML_PATH).read_text(encoding='utf-8')
 
 
 @contextlib.contextmanager
@@ -404,7 +316,7 @@ class HalfCheetahTask(_RllabMixin, _CheetahBase):
     """The cheetah's observation and reward read only positions and velocities (subtree COM and its
     velocity), so mj_forward's position and velocity stages suffice: its constraint solve, most of
     its cost, is done again by the next mj_step from the same state and warm start anyway. The
-    trajectories are bit-identical (tests/test_rl_envs.py) and a batched step costs ~20% less."""
+    trajectories are bit-identical (tests/rl/test_envs.py) and a batched step costs ~20% less."""
     mujoco.mj_kinematics(self.model, self.data)
     mujoco.mj_comPos(self.model, self.data)
     mujoco.mj_comVel(self.model, self.data)
@@ -447,7 +359,7 @@ class AntTask(_RllabMixin, _AntBase):
                      contact_force_range=(-1.0, 1.0), reset_noise_scale=0.0,
                      exclude_current_positions_from_observation=False, include_cfrc_ext_in_observation=True)
     gym_utils.EzPickle.__init__(self, kind, task)  # pickles as this class, not the parent
-    self.fullpath = "rllab's ant.xml (rl_envs.RLLAB_ANT_XML)"
+    self.fullpath = ANT_XML_PATH
     self._rk4 = self.model.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4  # as rllab's ant.xml sets
     self._rllab_init()
     self.set_task((0.0 if kind == 'vel' else 1.0) if task is None else task)
@@ -467,7 +379,7 @@ class AntTask(_RllabMixin, _AntBase):
 
     mj_step = check position and velocity, mj_forward, check acceleration, integrate. Only the acceleration
     stage of mj_forward reads ctrl, so on the first frame its position and velocity stages (collisions,
-    inertia, factorization: ~2/3 of its cost) are reused. Trajectories are bit-identical (tests/test_rl_envs.py);
+    inertia, factorization: ~2/3 of its cost) are reused. Trajectories are bit-identical (tests/rl/test_envs.py);
     the physics call costs ~10% less (RK4 runs four forward passes, `_derive` a fifth), a batched step of
     800 ants with 2 workers ~6% less CPU."""
     m, d = self.model, self.data
@@ -506,99 +418,6 @@ class AntTask(_RllabMixin, _AntBase):
     return ~(np.isfinite(state).all(-1) & (low <= state[:, 2]) & (state[:, 2] <= high))
 
 
-class _Slots:
-  """The persistent env objects of a contiguous range of slots, in this process or in a worker's.
-
-  Only the physics: advance, then read the new state's raw observation and v_x. Env objects are
-  built when the range grows and re-tasked otherwise.
-  """
-
-  def __init__(self, cls, kind: str):
-    self.cls, self.kind, self.pool, self.size = cls, kind, [], 0
-
-  def set_tasks(self, tasks: np.ndarray) -> None:
-    """tasks [b]: the task of each slot of the range."""
-    while len(self.pool) < len(tasks):
-      self.pool.append(self.cls(self.kind))
-    for env, task in zip(self.pool, tasks):
-      env.set_task(task)
-    self.size = len(tasks)
-
-  def reset(self, seed: int, first: int) -> np.ndarray:
-    """Raw observations [b, n] float64; slot j (global index first + j) draws its noise from a
-    Generator seeded with (seed, first + j)."""
-    out = []
-    for j, env in enumerate(self.pool[:self.size]):
-      env.np_random = np.random.default_rng([seed, first + j])
-      out.append(env.reset()[0])
-    return np.array(out, np.float64)
-
-  def advance(self, env_actions: np.ndarray, live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Steps the live slots with env actions [b, act_dim]. Returns raw observations [b, n] float64
-    (0 for the others) and v_x [b] (NaN for the others)."""
-    raw = np.zeros((self.size, self.pool[0].observation_space.shape[0]))
-    v = np.full(self.size, np.nan)
-    for j in np.flatnonzero(live):
-      env = self.pool[j]
-      env.advance(env_actions[j])
-      raw[j] = env._get_obs()
-      v[j] = env.com_x_velocity()
-    return raw, v
-
-
-def _serve(conn, cls, kind: str) -> None:
-  """A worker process: runs the _Slots methods the parent sends until it sends None."""
-  slots = _Slots(cls, kind)
-  while True:
-    method, args = conn.recv()
-    if method is None:
-      return
-    try:
-      conn.send((True, getattr(slots, method)(*args)))
-    except Exception:  # the parent re-raises it with this traceback
-      conn.send((False, traceback.format_exc()))
-
-
-class _Worker:
-  """A process that owns one _Slots (started with 'spawn': the parent may already run TensorFlow)."""
-
-  def __init__(self, cls, kind: str):
-    ctx = multiprocessing.get_context('spawn')
-    self.conn, child = ctx.Pipe()
-    self.process = ctx.Process(target=_serve, args=(child, cls, kind), daemon=True)
-    self.process.start()
-    child.close()
-
-  def send(self, method: str, *args) -> None:
-    try:
-      self.conn.send((method, args))
-    except BrokenPipeError:
-      raise self._died() from None
-
-  def receive(self):
-    try:
-      ok, value = self.conn.recv()
-    except EOFError:
-      raise self._died() from None
-    if not ok:
-      raise RuntimeError(f'env worker process {self.process.pid} failed:\n{value}')
-    return value
-
-  def _died(self) -> RuntimeError:
-    self.process.join(1)
-    return RuntimeError(f'env worker process {self.process.pid} died (exit code {self.process.exitcode})')
-
-  @staticmethod
-  def stop(workers: list) -> None:
-    for w in workers:
-      with contextlib.suppress(OSError):  # a worker that died already has closed its end
-        w.conn.send((None, ()))
-    for w in workers:
-      w.process.join(5)
-      if w.process.is_alive():
-        w.process.terminate()
-
-
 class MujocoTaskEnvs(TaskEnvs):
   """B persistent gymnasium envs (one per slot), stepped in a Python loop; see the module docstring.
 
@@ -624,7 +443,7 @@ class MujocoTaskEnvs(TaskEnvs):
     robot, self.kind, self.task_high = self.FAMILIES[name]
     self._cls = HalfCheetahTask if robot == 'cheetah' else AntTask
     self.name, self.oracle = name, oracle
-    self._local = _Slots(self._cls, self.kind)
+    self._local = pool.Slots(self._cls, self.kind)
     self._local.set_tasks(np.ones(1))  # the probe env, kept for workers = 1
     probe = self._local.pool[0]
     self.act_dim, self.task_dim = probe.action_space.shape[0], 1
@@ -635,8 +454,8 @@ class MujocoTaskEnvs(TaskEnvs):
     self.env_tasks = np.zeros((0, 1))
     self.com_x_velocity = np.zeros(0)
     self._obs = self._done = None
-    self._workers = [_Worker(self._cls, self.kind) for _ in range(workers)] if workers > 1 else []
-    weakref.finalize(self, _Worker.stop, self._workers)
+    self._workers = [pool.Worker(self._cls, self.kind) for _ in range(workers)] if workers > 1 else []
+    weakref.finalize(self, pool.Worker.stop, self._workers)
     self._ranges = []  # one slice of the B slots per worker in use (one in all for workers = 1)
 
   @property
@@ -646,7 +465,7 @@ class MujocoTaskEnvs(TaskEnvs):
     return self._local.pool[:self.batch_size]
 
   def _call(self, method: str, args: list) -> list:
-    """Runs _Slots.method(*args[k]) on range k, in parallel over the workers; their results."""
+    """Runs Slots.method(*args[k]) on range k, in parallel over the workers; their results."""
     if not self._workers:
       return [getattr(self._local, method)(*args[0])]
     for worker, a in zip(self._workers, args):
@@ -707,13 +526,6 @@ class MujocoTaskEnvs(TaskEnvs):
     self._done |= live & self._cls.batch_terminated(raw)
     self.com_x_velocity = v
     return self._obs.copy(), reward.astype(np.float32), self._done.copy()
-
-
-def default_workers() -> int:
-  """One env worker per core this process may run on, at most 8 (a cap, not a measured optimum: every
-  step sends one message to each worker)."""
-  cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
-  return min(8, cores)
 
 
 def make_env(name: str, oracle: bool = False, workers: int = 1) -> TaskEnvs:

@@ -505,7 +505,7 @@ _FIG5 = ('paper Fig. 5, values from the original icml/*_results_*.pkl files (mea
 class RLConfig:
   """One RL experiment: a method trained on a task family, then evaluated as Fig. 5."""
   name: str
-  env: str                            # a family of rl_envs.ENV_NAMES
+  env: str                            # a family of rl.envs.ENV_NAMES
   method: str                         # 'maml' | 'pretrained' (TRPO, no inner step) | 'random' | 'oracle'
   inner_lr: float = 0.1               # alpha of the inner policy-gradient step (maml)
   seed: int = config.option(0, 'Seed of the policy and the tasks.', flag=True)

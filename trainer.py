@@ -25,7 +25,7 @@ import data_generator
 import methods
 import models
 import rundir
-# The run directory's names and error live in rundir.py (shared with rl_trainer.py); these
+# The run directory's names and error live in rundir.py (shared with rl/trainer.py); these
 # re-exports keep trainer.X working for main.py, run_queue.py and the tests.
 from rundir import BEST_DIR, CKPT_PREFIX, CONFIG_FILE, EXPORTED_DIR, LOCK_FILE, RunError
 import utils

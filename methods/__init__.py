@@ -73,7 +73,7 @@ class Method:
   chunks_meta_gradient: ClassVar[bool] = False
   # False: the method never adapts by steps (metric learners): no alpha, no inner steps.
   inner_loop: ClassVar[bool] = True
-  # report.py's groups of this method's rows: {experiments.METHOD_ROWS key: table title}.
+  # the report's groups of this method's rows: {experiments.METHOD_ROWS key: table title}.
   report_groups: ClassVar[dict[str, str]] = {}
 
   def __init__(self, cfg: Config):
@@ -213,7 +213,7 @@ def option_parts() -> tuple[type, ...]:
 
 
 def report_groups() -> dict[str, str]:
-  """{report group: title} of every registered method's rows (report.py's per-method groups)."""
+  """{report group: title} of every registered method's rows (the report's per-method groups)."""
   # A class's own groups only: a subclass (a variant's Method) does not repeat its parent's.
   return {group: title for cls in REGISTRY.values()
           for group, title in vars(cls).get('report_groups', {}).items()}

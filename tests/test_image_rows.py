@@ -60,7 +60,7 @@ def test_omniglot_5way_1shot_trains_and_evaluates(tfds_cache, tmp_path):
   train_and_test('omniglot_5way_1shot', tmp_path, eval_shots=(1,))  # K=5 in the slow run
 
 
-@pytest.mark.slow  # ANIL's inner loop: tests/test_variants.py; ~25 s here
+@pytest.mark.slow  # ANIL's inner loop: tests/methods/test_variants.py; ~25 s here
 def test_anil_row_trains_and_evaluates(tfds_cache, tmp_path):
   train_and_test('omniglot_20way_1shot_anil', tmp_path, eval_shots=(1,), test_num_updates=5)
 

@@ -1,10 +1,10 @@
 """The methods/ registry and the one interface the trainer, the evaluation and the report call.
 
 Every method's first iterations are bit-identical to the code before methods/ existed
-(tests/method_runs.json, recorded at commit 0f6d5ba): the loss of each iteration, the progress
+(tests/methods/method_runs.json, recorded at commit 0f6d5ba): the loss of each iteration, the progress
 lines, the checkpoint's keys (its object graph, which runs in progress and results/ resume from)
 and its tensors, and the evaluation's numbers. A new method adds its case to
-tests/method_runs.py's CASES and records it (docs/adding-a-method.md).
+tests/methods/method_runs.py's CASES and records it (docs/adding-a-method.md).
 """
 
 import ast
@@ -26,7 +26,7 @@ import report
 import trainer
 import utils
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 RECORDED = json.loads(method_runs.FIXTURE.read_text())
 
 

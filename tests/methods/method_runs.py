@@ -1,6 +1,6 @@
 """A few training iterations and a small evaluation of every method, recorded exactly.
 
-tests/test_methods.py compares each case with tests/method_runs.json, which was recorded on the code
+tests/methods/test_methods.py compares each case with tests/methods/method_runs.json, which was recorded on the code
 before the methods/ refactor (commit 0f6d5ba): the loss of every iteration, the trained weights'
 digest, the checkpoint's keys, the progress lines and the evaluation's numbers must stay
 bit-identical. The image cases run on tests/synthetic_data.py's sources, so they run on any clone.
@@ -8,8 +8,8 @@ bit-identical. The image cases run on tests/synthetic_data.py's sources, so they
 Record a new method's case (add it to CASES first), or re-record one whose numbers a change is
 meant to alter (say so in the commit):
 
-  python tests/method_runs.py <case> ...   # updates those cases in tests/method_runs.json
-  python tests/method_runs.py              # re-records every case
+  python tests/methods/method_runs.py <case> ...   # updates those cases in tests/methods/method_runs.json
+  python tests/methods/method_runs.py              # re-records every case
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from absl import logging as absl_logging
 import numpy as np
 import tensorflow as tf
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / 'tests'))
 
@@ -41,7 +41,7 @@ import image_datasets  # noqa: E402
 import synthetic_data  # noqa: E402
 import trainer  # noqa: E402
 
-FIXTURE = ROOT / 'tests' / 'method_runs.json'
+FIXTURE = pathlib.Path(__file__).with_name('method_runs.json')
 
 _SMALL = dict(print_every=1, summary_every=1, checkpoint_every=3, num_test_tasks=4, eval_chunk=2)
 _IMAGE = dict(_SMALL, meta_batch_size=2, num_filters=4, eval_shots=(1,), num_val_tasks=2)

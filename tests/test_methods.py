@@ -171,7 +171,7 @@ def _imports(path: pathlib.Path) -> list[str]:
 # The reading order, top to bottom: a module imports only its own level and those below.
 LEVELS = (
     ('main',),
-    ('report', 'run_queue', 'benchmark'),        # what main runs besides training: read the table
+    ('report', 'run_queue', 'benchmark', 'predict'),  # what main runs besides training: read the table
     ('experiments',),                            # the rows: the config composed with the methods'
     ('trainer', 'rl_trainer'),                   # one training loop and evaluation per kind of row
     ('methods',),                                # the learner interface and every method

@@ -273,10 +273,11 @@ def _check_predict_flags() -> None:
     return
   if FLAGS.benchmark or FLAGS['train'].present:
     raise ConfigError('--predict adapts a trained run: drop --benchmark and --train')
-  missing = [f'--{f}' for f in ('support_dir', 'query') if not FLAGS[f].value]
+  needs = {'support_dir': 'one sub-folder of K images per new class',
+           'query': 'the images to classify'}
+  missing = [f'--{f} ({what})' for f, what in needs.items() if not FLAGS[f].value]
   if missing:
-    raise ConfigError(f'--predict needs {" and ".join(missing)} (one sub-folder of K images per '
-                      'class; the images to classify)')
+    raise ConfigError(f'--predict needs {" and ".join(missing)}')
 
 
 def main(argv):

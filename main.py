@@ -271,8 +271,11 @@ def _check_predict_flags() -> None:
     if given:
       raise ConfigError(f'{" ".join(given)}: read by --predict only')
     return
-  if FLAGS.benchmark or FLAGS['train'].present:
-    raise ConfigError('--predict adapts a trained run: drop --benchmark and --train')
+  if FLAGS.benchmark or FLAGS['train'].present or FLAGS['test_set'].present:
+    raise ConfigError('--predict adapts a trained run: drop --benchmark, --train and --test_set')
+  if FLAGS.update_batch_size is not None:  # test mode's K; here the support folders give it
+    raise ConfigError('--predict takes K from --support_dir; a run trained with another K is named '
+                      'by --train_update_batch_size')
   needs = {'support_dir': 'one sub-folder of K images per new class',
            'query': 'the images to classify'}
   missing = [f'--{f} ({what})' for f, what in needs.items() if not FLAGS[f].value]

@@ -168,7 +168,8 @@ def test_the_handdrawn_examples_are_small_and_as_the_script_draws_them(tmp_path)
 # --- one clear line for every bad input ------------------------------------------------------------
 
 @pytest.mark.parametrize('case', ['wrong class count', 'unequal K', 'unreadable query',
-                                  'missing query', 'bad out file', 'without --predict'])
+                                  'missing query', 'bad out file', 'without --predict',
+                                  'a test K'])
 def test_a_bad_prediction_input_stops_with_one_clear_line(tmp_path, case):
   support = tmp_path / 'support'
   shutil.copytree(HANDDRAWN / 'support', support)
@@ -189,6 +190,9 @@ def test_a_bad_prediction_input_stops_with_one_clear_line(tmp_path, case):
   elif case == 'bad out file':
     flags.append(f'--predict_out={tmp_path / "out.txt"}')
     match = 'name a .json or .csv file'
+  elif case == 'a test K':  # K comes from the support folders
+    flags.append('--update_batch_size=5')
+    match = '--predict takes K from --support_dir'
   else:
     flags = flags[1:]
     match = '--support_dir --query: read by --predict only'

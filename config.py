@@ -22,7 +22,7 @@ import dataclasses
 import math
 from typing import Any, Callable
 
-DATASOURCES = ('sinusoid', 'omniglot', 'miniimagenet')
+DATASOURCES = ('sinusoid', 'omniglot', 'miniimagenet', 'folder')
 NORMS = ('batch_norm', 'layer_norm', 'None')
 CONV_HEADS = ('maml', 'flatten')
 INNER_LOOPS = ('all', 'head')
@@ -75,18 +75,59 @@ Part = dataclasses.dataclass(frozen=True, kw_only=True)
 @Part
 class Episodes:
   """The task distribution: what an episode is made of."""
-  datasource: str = option('sinusoid', 'sinusoid, omniglot or miniimagenet.', choices=DATASOURCES)
+  datasource: str = option(
+      'sinusoid', "sinusoid, omniglot, miniimagenet, or folder (any folder of classes: data_dir, "
+      'FolderData).', choices=DATASOURCES)
   num_classes: int = option(1, 'N, classes per task (N-way); 1 for regression.', flag=True)
   update_batch_size: int = option(
       10, 'K, support examples per class (points for sinusoid) at training.', flag=True)
   query_size: int | None = option(
       None, 'Query examples per class at training; None means K (the original).', flag=True)
   data_dir: str | None = option(
-      None, 'Folder with the raw dataset files (zips, CSVs) of the image rows.', flag=True,
-      resumable=True)
+      None, 'Folder with the raw dataset files (zips, CSVs) of the image rows; the folder row: '
+      'one sub-folder of images per class (docs/your-own-data.md).', flag=True, resumable=True)
 
   def check(self, bad: Bad) -> None:
     at_least(self, bad, 1, ('num_classes', 'update_batch_size', 'query_size'))
+
+
+@Part
+class FolderData:
+  """How the folder datasource turns a user's images into the row's input (image_datasets.py).
+
+  The images of every class are resized once to image_size x image_size (grey or RGB) into the
+  prepared cache; the split fields apply only when the folder has neither train/ val/ test/
+  sub-folders nor split CSVs. Other datasources keep these at their defaults (their preprocessing
+  is the original code's).
+  """
+  image_size: int = option(84, 'Folder datasource: images are resized to this height and width.',
+                           flag=True)
+  grey: bool = option(False, 'Folder datasource: one grey channel (False: RGB).', flag=True)
+  invert: bool = option(
+      False, 'Folder datasource: feed 1 - x, so dark strokes on light paper become 1 as in '
+      'Omniglot.', flag=True)
+  train_fraction: float = option(
+      0.64, 'Folder datasource without split folders or CSVs: fraction of the classes for '
+      'meta-training (MiniImagenet: 64 of 100).', flag=True)
+  val_fraction: float = option(
+      0.16, 'Folder datasource without split folders or CSVs: fraction of the classes for '
+      'meta-validation; the rest are test classes.', flag=True)
+  split_seed: int = option(
+      0, 'Folder datasource without split folders or CSVs: seed of the shuffle that splits the '
+      'classes.', flag=True)
+
+  def check(self, bad: Bad) -> None:
+    if self.datasource != 'folder':
+      for name, f in FolderData.__dataclass_fields__.items():
+        if getattr(self, name) != f.default:
+          bad(name, 'applies to the folder datasource only')
+      return
+    if not 4 <= self.image_size <= 1024:
+      bad('image_size', 'must lie in 4..1024 pixels')
+    if not (0 < self.train_fraction < 1 and 0 < self.val_fraction < 1
+            and self.train_fraction + self.val_fraction < 1):
+      bad('train_fraction', f'and val_fraction={self.val_fraction} must be positive and leave '
+          'test classes (their sum below 1)')
 
 
 @Part
@@ -266,4 +307,5 @@ class Provenance:
 
 
 # Before the method options (methods/*.py), in the order of a saved config.json.
-CORE_PARTS = (Episodes, InnerLoop, MetaTraining, Network, Evaluation, Runtime, Provenance)
+CORE_PARTS = (Episodes, FolderData, InnerLoop, MetaTraining, Network, Evaluation, Runtime,
+              Provenance)

@@ -5,8 +5,9 @@ The original code calls these inputa/labela (support, used by the inner loop) an
 RNG, and exposes `trackable()`, an object a tf.train.Checkpoint saves, so a resumed run draws exactly
 the episodes an uninterrupted one would have.
 
-Samplers: `SinusoidTasks` (numpy) and `ImageTasks` (N-way K-shot classification on Omniglot and
-MiniImagenet, a tf.data pipeline over images held in memory; see image_datasets.py for the data).
+Samplers: `SinusoidTasks` (numpy) and `ImageTasks` (N-way K-shot classification on Omniglot,
+MiniImagenet or a user's folder of classes, a tf.data pipeline over images held in memory; see
+image_datasets.py for the data).
 """
 
 from __future__ import annotations
@@ -254,18 +255,44 @@ class ImageTasks:
     return self._stream()
 
 
+def folder_spec(cfg) -> image_datasets.FolderSpec:
+  """The folder datasource's resizing and split of a row (its config.FolderData fields)."""
+  return image_datasets.FolderSpec(cfg.image_size, cfg.grey, cfg.train_fraction, cfg.val_fraction,
+                                   cfg.split_seed)
+
+
+def image_shape(cfg) -> tuple[int, int, int]:
+  """[H, W, C] of an image row's inputs: Omniglot 28x28 grey, MiniImagenet 84x84 RGB, a folder's
+  image_size and grey."""
+  if cfg.datasource == 'folder':
+    return folder_spec(cfg).shape
+  return image_datasets.IMAGE_SHAPES[cfg.datasource]
+
+
+def inverts(cfg) -> bool:
+  """Whether the row feeds 1 - x: Omniglot (strokes 1, as the original) and folders asked to."""
+  return cfg.datasource == 'omniglot' or (cfg.datasource == 'folder' and cfg.invert)
+
+
+def load_images(cfg, split: str) -> image_datasets.ClassImages:
+  """The images of one split of an image row (prepared from cfg.data_dir the first time)."""
+  return image_datasets.load_split(
+      cfg.datasource, split, data_dir=cfg.data_dir,
+      folder=folder_spec(cfg) if cfg.datasource == 'folder' else None)
+
+
 def make_sampler(cfg, split: str, shots: int | None = None):
   """The episode sampler of an experiment row for one split.
 
   Training tasks follow cfg.seed; validation, test and plotting tasks follow cfg.eval_seed and K only,
   so every model (MAML, baselines, any training seed) is evaluated on the very same tasks.
 
-  Images (cfg.datasource 'omniglot' | 'miniimagenet'): N = cfg.num_classes; at training
+  Images (cfg.datasource 'omniglot' | 'miniimagenet' | 'folder'): N = cfg.num_classes; at training
   K = cfg.update_batch_size and Q = cfg.train_query_size, else K = shots (default
   cfg.update_batch_size) and Q = cfg.test_query_size or K; T = cfg.meta_batch_size. The raw files
   are read from cfg.data_dir (None: download Omniglot) into the tfds dir
   image_datasets.default_tfds_dir() ($MAML_TFDS_DIR) the first time only. 'plot' tasks come from
-  the test classes.
+  the test classes. Only Omniglot rotates its classes (the original's augmentation).
   """
   if split not in SPLIT_IDS:
     raise ValueError(f'unknown split {split!r}; choose one of {sorted(SPLIT_IDS)}')
@@ -278,12 +305,10 @@ def make_sampler(cfg, split: str, shots: int | None = None):
     else:
       k = shots or cfg.update_batch_size
       q, seed = cfg.test_query_size or k, (cfg.eval_seed, SPLIT_IDS[split], k)
-    data = image_datasets.load_split(cfg.datasource, 'test' if split == 'plot' else split,
-                                     data_dir=cfg.data_dir)
-    omniglot = cfg.datasource == 'omniglot'
+    data = load_images(cfg, 'test' if split == 'plot' else split)
     return ImageTasks(data, num_classes=cfg.num_classes, shots=k, queries=q,
-                      meta_batch_size=cfg.meta_batch_size, seed=seed, rotate=omniglot,
-                      invert=omniglot)
+                      meta_batch_size=cfg.meta_batch_size, seed=seed,
+                      rotate=cfg.datasource == 'omniglot', invert=inverts(cfg))
   raise ValueError(f'no episode sampler for datasource {cfg.datasource!r}')
 
 

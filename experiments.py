@@ -277,6 +277,22 @@ EXPERIMENTS.update({c.name: c for c in (
         published=(Published(5, 10, 63.15, 0.91, _TABLE1),)),
 )})
 
+# --- Your own data: any folder of classes (docs/your-own-data.md) -----------------------------------
+
+# A template a user copies with flags (--data_dir, --image_size, --grey, ...): the MiniImagenet
+# row's conv4 and settings, which suit photos of a few hundred classes; no published numbers.
+EXPERIMENTS['folder_5way_1shot'] = _MINI.replace(
+    name='folder_5way_1shot', datasource='folder', image_size=84, grey=False, published=(),
+    source=f'{PAPER} §5.2 with the MiniImagenet row\'s settings (miniimagenet_5way_1shot), on the '
+           'classes of --data_dir (docs/your-own-data.md)',
+    choices=_MINI.choices[:3] + (
+        'the MiniImagenet row\'s conv4, alpha, steps, meta-batch, 15 queries per class at training '
+        'and model selection, since a folder of photos is closest to MiniImagenet; a folder of '
+        'drawings takes --image_size=28 --grey=True --invert=True (docs/your-own-data.md)',
+        'classes split by the folder\'s train/ val/ test/ folders or split CSVs, else 64% / 16% / '
+        '20% by a seeded shuffle (--train_fraction, --val_fraction, --split_seed)',
+        'no rotations (Omniglot\'s augmentation): a folder\'s classes may not be rotation-free'))
+
 _R_AND_L = 'paper Table 1 (from Ravi & Larochelle 2017)'
 _BASELINE = _MINI.replace(
     name='miniimagenet_5way_1shot_finetune', baseline='finetune', metatrain_iterations=0,
@@ -691,7 +707,7 @@ RL_EXPERIMENTS: dict[str, RLConfig] = {c.name: c for c in (
 def default_experiment(datasource: str) -> str:
   """The row used when only --datasource is given (the original CLI had no --experiment)."""
   defaults = {'sinusoid': 'sinusoid_maml', 'omniglot': 'omniglot_5way_1shot',
-              'miniimagenet': 'miniimagenet_5way_1shot'}
+              'miniimagenet': 'miniimagenet_5way_1shot', 'folder': 'folder_5way_1shot'}
   if datasource not in defaults:
     raise ConfigError(f'unknown datasource {datasource!r}; choose one of {sorted(defaults)}')
   return defaults[datasource]

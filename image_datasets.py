@@ -46,7 +46,7 @@ from typing import Iterable, Iterator
 
 from absl import logging
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 import tensorflow as tf
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.download import util as tfds_download_util
@@ -57,7 +57,7 @@ class DataError(Exception):
   """The raw data or the prepared cache is missing, damaged or laid out wrongly; says what to do."""
 
 
-DATASOURCES = ('omniglot', 'miniimagenet')
+DATASOURCES = ('omniglot', 'miniimagenet', 'folder')
 SPLITS = ('train', 'val', 'test')
 TFDS_DIR_ENV = 'MAML_TFDS_DIR'
 PREPARE_MINI = 'scripts/prepare_miniimagenet.py'
@@ -545,27 +545,302 @@ class MiniImagenetMaml(_SourceBuilder, tfds.core.GeneratorBasedBuilder):
         archive.close()
 
 
+# --- A folder of classes (the folder datasource) ---------------------------------------------------
+
+FOLDER_LAYOUTS = ('split folders', 'split CSVs', 'class folders')
+# The inputs of the datasets whose preprocessing is fixed (the folder's: FolderSpec.shape).
+IMAGE_SHAPES = {'omniglot': (28, 28, 1), 'miniimagenet': (84, 84, 3)}
+# Files that are no one's images: hidden files (.DS_Store, ._*) and what file managers add.
+_NOT_IMAGES = frozenset({'thumbs.db', 'desktop.ini'})
+_IMAGE_SUFFIXES = frozenset(s.lower() for s in Image.registered_extensions())
+FOLDER_DOC = 'docs/your-own-data.md'
+
+
+@dataclasses.dataclass(frozen=True)
+class FolderSpec:
+  """How the folder datasource reads a folder (the row's config.FolderData fields).
+
+  image_size, grey: every image is resized to [image_size, image_size, 1 (grey) or 3 (RGB)].
+  train_fraction, val_fraction, split_seed: the split of the classes when the folder has neither
+  split folders nor split CSVs (seeded shuffle of the sorted class names; the rest are test).
+  """
+  image_size: int
+  grey: bool
+  train_fraction: float = 0.64
+  val_fraction: float = 0.16
+  split_seed: int = 0
+
+  @property
+  def shape(self) -> tuple[int, int, int]:
+    return (self.image_size, self.image_size, 1 if self.grey else 3)
+
+
+@dataclasses.dataclass(frozen=True)
+class FolderIndex:
+  """The classes of a folder, split: {split: {class name: [image paths, sorted]}}, classes in order.
+
+  Class names are paths relative to the folder ('cat', or 'train/cat' for split folders).
+  """
+  root: pathlib.Path
+  layout: str
+  splits: dict[str, dict[str, list[pathlib.Path]]]
+  csvs: tuple[pathlib.Path, ...] = ()
+
+  def key(self, spec: FolderSpec) -> str:
+    """A hash of what the prepared cache holds: every image's path, size and modification time,
+    the split CSVs, the classes of each split and the resizing. A changed folder gets a new key,
+    so it is prepared again; an unchanged one is read from its cache."""
+    digest = hashlib.sha256()
+    digest.update(repr((FolderImages.VERSION, spec.image_size, spec.grey, self.layout)).encode())
+    for split in SPLITS:
+      for name, paths in self.splits[split].items():
+        digest.update(f'\n{split}\t{name}'.encode())
+        for path in paths:
+          stat = path.stat()
+          digest.update(f'\n{path.relative_to(self.root).as_posix()}\t{stat.st_size}\t'
+                        f'{stat.st_mtime_ns}'.encode())
+    for path in self.csvs:
+      digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+  @property
+  def class_names(self) -> list[str]:
+    """Every class, train first, then val, then test: the global label order."""
+    return [name for split in SPLITS for name in self.splits[split]]
+
+
+def _is_data_file(path: pathlib.Path) -> bool:
+  return not path.name.startswith('.') and path.name.lower() not in _NOT_IMAGES
+
+
+def _class_files(folder: pathlib.Path) -> list[pathlib.Path]:
+  """The files of one class folder (sub-folders included), sorted; DataError if none."""
+  files = data_files(folder)
+  if not files:
+    raise DataError(f'class folder {folder} holds no images: add some or remove the folder')
+  return files
+
+
+def data_files(folder: pathlib.Path) -> list[pathlib.Path]:
+  """Every file below `folder` (sub-folders included) but hidden ones, sorted."""
+  return sorted(p for p in folder.rglob('*')
+                if p.is_file() and all(_is_data_file(q) for q in p.relative_to(folder).parents
+                                       if q.name) and _is_data_file(p))
+
+
+def _sub_folders(folder: pathlib.Path) -> list[pathlib.Path]:
+  return sorted(p for p in folder.iterdir() if p.is_dir() and _is_data_file(p))
+
+
+def _refuse_loose_images(folder: pathlib.Path, what: str) -> None:
+  """DataError if `folder` holds images directly: each class needs a folder of its own."""
+  loose = sorted(p.name for p in folder.iterdir()
+                 if p.is_file() and _is_data_file(p) and p.suffix.lower() in _IMAGE_SUFFIXES)
+  if loose:
+    raise DataError(f'{folder} holds images directly ({", ".join(loose[:3])}{", ..." * (len(loose) > 3)}); '
+                    f'{what} must hold one sub-folder of images per class ({FOLDER_DOC})')
+
+
+def class_folders(folder: pathlib.Path, what: str) -> dict[str, list[pathlib.Path]]:
+  """{class name: its image files, sorted} of a folder holding one sub-folder per class, classes in
+  sorted order. what: how errors name the folder. DataError for images outside class folders or
+  a class folder with no files."""
+  _refuse_loose_images(folder, what)
+  return {sub.name: _class_files(sub) for sub in _sub_folders(folder)}
+
+
+def _split_csvs(root: pathlib.Path) -> dict[str, pathlib.Path]:
+  """train/val/test.csv in root/splits or root (all three, or DataError naming the missing ones),
+  or {} when there is none."""
+  for folder in (root / 'splits', root):
+    paths = {s: folder / f'{s}.csv' for s in SPLITS}
+    found = [s for s, p in paths.items() if p.is_file()]
+    if found and len(found) < len(SPLITS):
+      missing = [f'{s}.csv' for s in SPLITS if s not in found]
+      raise DataError(f'{folder} has {", ".join(f"{s}.csv" for s in found)} but no '
+                      f'{" or ".join(missing)}: split CSVs must name the train, val and test '
+                      f'classes ({FOLDER_DOC})')
+    if found:
+      return paths
+  return {}
+
+
+def folder_index(root: str | os.PathLike, spec: FolderSpec) -> FolderIndex:
+  """Finds the classes of a user's folder and splits them (train, val, test).
+
+  Layouts, the first that applies:
+    split folders  root/train|val|test/<class>/<images> (all three);
+    split CSVs     train.csv, val.csv, test.csv (in root/splits or root) with the header
+                   filename,label as MiniImagenet's: the image `filename` of class `label` is
+                   root/<label>/<filename> or root/images/<filename>;
+    class folders  root/<class>/<images>: the sorted classes shuffled with
+                   random.Random(spec.split_seed), then round(C * train_fraction) train,
+                   round(C * val_fraction) val and the rest test.
+  Any file below a class folder is an image (hidden files aside): one that does not decode stops
+  the preparation, naming it. Raises DataError for a missing folder, a split with no class, a
+  class in two splits or with no images, images outside class folders.
+  """
+  root = pathlib.Path(root).expanduser()
+  if not root.is_dir():
+    raise DataError(f'no folder {root}: --data_dir must be a folder with one sub-folder of images '
+                    f'per class ({FOLDER_DOC})')
+  split_dirs = [s for s in SPLITS if (root / s).is_dir()]
+  csvs = _split_csvs(root) if not split_dirs else {}
+  splits = {s: {} for s in SPLITS}
+  if split_dirs:
+    layout = 'split folders'
+    missing = [f'{s}/' for s in SPLITS if s not in split_dirs]
+    if missing:
+      raise DataError(f'{root} has {", ".join(f"{s}/" for s in split_dirs)} but no '
+                      f'{" or ".join(missing)}: split folders must hold the train, val and test '
+                      f'classes, or put the class folders in {root} itself to split them by '
+                      f'--train_fraction and --val_fraction ({FOLDER_DOC})')
+    seen = {}
+    for split in SPLITS:
+      for name, files in class_folders(root / split, str(root / split)).items():
+        if name in seen:
+          raise DataError(f'class {name} is in {seen[name]}/ and in {split}/ of {root}: the '
+                          'splits must not share a class')
+        seen[name] = split
+        splits[split][f'{split}/{name}'] = files
+  elif csvs:
+    layout = 'split CSVs'
+    seen = {}
+    for split in SPLITS:
+      for label, names in read_split_csv(csvs[split]).items():
+        if label in seen:
+          raise DataError(f'class {label} is in both {seen[label]}.csv and {split}.csv: the '
+                          'splits must not share a class')
+        seen[label] = split
+        paths = []
+        for name in names:
+          candidates = (root / label / name, root / 'images' / name)
+          path = next((p for p in candidates if p.is_file()), None)
+          if path is None:
+            raise DataError(f'{csvs[split]} lists {name} of class {label}, which is neither '
+                            f'{candidates[0]} nor {candidates[1]}')
+          paths.append(path)
+        splits[split][label] = paths
+  else:
+    layout = 'class folders'
+    classes = class_folders(root, str(root))
+    if not classes:
+      raise DataError(f'{root} holds no class folders: expected one sub-folder of images per '
+                      f'class ({FOLDER_DOC})')
+    names = sorted(classes)
+    random.Random(spec.split_seed).shuffle(names)
+    n_train = round(len(names) * spec.train_fraction)
+    n_val = round(len(names) * spec.val_fraction)
+    parts = {'train': names[:n_train], 'val': names[n_train:n_train + n_val],
+             'test': names[n_train + n_val:]}
+    for split in SPLITS:
+      splits[split] = {name: classes[name] for name in sorted(parts[split])}
+  for split in SPLITS:
+    if not splits[split]:
+      how = (f'its {len([n for s in splits.values() for n in s])} classes split by '
+             f'--train_fraction={spec.train_fraction} and --val_fraction={spec.val_fraction} '
+             'leave none there: add classes or change the fractions' if layout == 'class folders'
+             else f'add classes to it ({layout})')
+      raise DataError(f'the {split} split of {root} is empty: {how}')
+  return FolderIndex(root, layout, splits, tuple(csvs[s] for s in SPLITS) if csvs else ())
+
+
+def _flatten_alpha(im: Image.Image) -> Image.Image:
+  """A transparent image composited on white paper (transparent pixels are often black)."""
+  if im.mode in ('RGBA', 'LA', 'PA') or (im.mode == 'P' and 'transparency' in im.info):
+    im = im.convert('RGBA')
+    return Image.alpha_composite(Image.new('RGBA', im.size, (255, 255, 255, 255)), im)
+  return im
+
+
+def read_image(path: str | os.PathLike, size: int, grey: bool, binary: bool = False) -> np.ndarray:
+  """One image file -> uint8 [size, size, 1 (grey) or 3]: EXIF orientation applied, transparency on
+  white, resized (stretched to a square) with LANCZOS. binary: thresholded at 128 to 0 or 255, as
+  Omniglot's 1-bit drawings. DataError naming the file if Pillow cannot read it."""
+  try:
+    with Image.open(path) as im:
+      im.load()
+      im = _flatten_alpha(ImageOps.exif_transpose(im))
+      im = im.convert('L' if grey else 'RGB').resize((size, size), resample=Image.LANCZOS)
+  except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    raise DataError(f'{path} is not an image Pillow can read ({e}): fix or remove it') from e
+  image = np.asarray(im, np.uint8)
+  if binary:
+    image = np.where(image >= 128, 255, 0).astype(np.uint8)
+  return image.reshape(size, size, 1 if grey else 3)
+
+
+class FolderImages(_SourceBuilder, tfds.core.GeneratorBasedBuilder):
+  """A user's folder of classes, resized once; tfds splits 'train', 'val', 'test'.
+
+  Each example: image uint8 [S, S, 1 or 3] (FolderSpec), label = global class id (FolderIndex's
+  order: train, val, test classes; names are the class names), file (the path in the folder).
+  Every prepared folder has a data dir of its own, named by FolderIndex.key.
+  """
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'PIL LANCZOS resize to a square, grey or RGB, stored as uint8.'}
+  DESCRIPTION = 'A folder of image classes for N-way K-shot episodes (docs/your-own-data.md).'
+
+  def __init__(self, *, index: FolderIndex, spec: FolderSpec, **kwargs):
+    self._index, self._spec = index, spec
+    super().__init__(source_dir=index.root, **kwargs)
+
+  def _features(self) -> dict:
+    return {
+        'image': tfds.features.Tensor(shape=self._spec.shape, dtype=np.uint8, encoding='zlib'),
+        'label': tfds.features.ClassLabel(names=self._index.class_names),
+        'file': tfds.features.Text(),
+    }
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # nothing to download
+    label = {name: i for i, name in enumerate(self._index.class_names)}
+    return {split: self._generate_examples([(label[name], path) for name, paths in classes.items()
+                                            for path in paths])
+            for split, classes in self._index.splits.items()}
+
+  def _generate_examples(self, items) -> Iterator[tuple[str, dict]]:
+    for label, path in items:
+      name = path.relative_to(self._index.root).as_posix()
+      yield name, {'image': read_image(path, self._spec.image_size, self._spec.grey),
+                   'label': label, 'file': name}
+
+
 # --- preparation and loading ----------------------------------------------------------------------
 
 BUILDERS = {'omniglot': OmniglotMaml, 'miniimagenet': MiniImagenetMaml}
 
 
 def prepare(datasource: str, data_dir: str | os.PathLike | None = None,
-            tfds_dir: str | os.PathLike | None = None) -> tfds.core.DatasetBuilder:
+            tfds_dir: str | os.PathLike | None = None,
+            folder: FolderSpec | None = None) -> tfds.core.DatasetBuilder:
   """Prepares a dataset into the tfds dir once; later calls only open it.
 
   Args:
-    datasource: 'omniglot' or 'miniimagenet'.
-    data_dir: the folder with the raw files (zips, CSVs); None downloads Omniglot (MiniImagenet
-      cannot be downloaded). Only read when the tfds dir has no prepared copy yet.
+    datasource: 'omniglot', 'miniimagenet' or 'folder'.
+    data_dir: the folder with the raw files (zips, CSVs; the folder datasource: its classes); None
+      downloads Omniglot (MiniImagenet cannot be downloaded; a folder must be given). Only read
+      when the tfds dir has no prepared copy yet (a folder is listed every time: its key).
     tfds_dir: the tfds data dir; None means `default_tfds_dir()`.
+    folder: the folder datasource's resizing and split (FolderSpec); only for 'folder'.
 
   Returns the prepared builder.
   """
-  if datasource not in BUILDERS:
+  if datasource not in DATASOURCES:
     raise ValueError(f'no image dataset {datasource!r}; choose one of {DATASOURCES}')
   tfds_dir = os.fspath(tfds_dir or default_tfds_dir())
-  builder = BUILDERS[datasource](data_dir=tfds_dir, source_dir=data_dir)
+  if datasource == 'folder':
+    if data_dir is None:
+      raise DataError(f'the folder datasource needs --data_dir=DIR, a folder with one sub-folder '
+                      f'of images per class ({FOLDER_DOC})')
+    if folder is None:
+      raise ValueError('the folder datasource needs a FolderSpec')
+    index = folder_index(data_dir, folder)
+    # A data dir per folder content: a changed folder is prepared anew beside the old cache.
+    builder = FolderImages(data_dir=os.path.join(tfds_dir, 'folder_images', index.key(folder)),
+                           index=index, spec=folder)
+  else:
+    builder = BUILDERS[datasource](data_dir=tfds_dir, source_dir=data_dir)
   if builder.is_prepared():
     return builder
   if datasource == 'miniimagenet' and data_dir is None:
@@ -573,7 +848,7 @@ def prepare(datasource: str, data_dir: str | os.PathLike | None = None,
                     f'(ImageNet terms of access): make it with {PREPARE_MINI} and pass the folder '
                     'as data_dir')
   logging.info('preparing %s from %s into %s (once)', datasource, data_dir or 'the official URLs',
-               tfds_dir)
+               builder.data_dir if datasource == 'folder' else tfds_dir)
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
       try_download_gcs=False, compute_stats=tfds.download.ComputeStatsMode.SKIP))
   return builder
@@ -586,8 +861,9 @@ class ClassImages:
   images: uint8 [M, H, W, C] as stored (Omniglot not yet inverted); the images of class c are
     images[offsets[c]:offsets[c] + counts[c]].
   offsets, counts: int64 [C].
-  class_ids: int32 [C], global class ids (Omniglot 0..1622, MiniImagenet 0..99), ascending.
-  class_names: C names ('Alphabet/characterNN' or the wnid).
+  class_ids: int32 [C], global class ids (Omniglot 0..1622, MiniImagenet 0..99, a folder's in
+    FolderIndex order), ascending.
+  class_names: C names ('Alphabet/characterNN', the wnid, or a folder's class name).
   """
   datasource: str
   split: str
@@ -637,21 +913,22 @@ def _group(datasource, split, images, labels, keep_ids, names) -> ClassImages:
 
 
 def load_split(datasource: str, split: str, data_dir: str | os.PathLike | None = None,
-               tfds_dir: str | os.PathLike | None = None) -> ClassImages:
+               tfds_dir: str | os.PathLike | None = None,
+               folder: FolderSpec | None = None) -> ClassImages:
   """The images of one split in memory, preparing the dataset first if needed.
 
   Args:
-    datasource: 'omniglot' or 'miniimagenet'.
+    datasource: 'omniglot', 'miniimagenet' or 'folder'.
     split: 'train', 'val' or 'test' (Omniglot: the original's 1100/100/423 characters;
-      MiniImagenet: the Ravi & Larochelle CSV classes).
-    data_dir, tfds_dir: as `prepare`.
+      MiniImagenet: the Ravi & Larochelle CSV classes; a folder: folder_index's split).
+    data_dir, tfds_dir, folder: as `prepare`.
 
   Returns the process's one copy of the split (read-only images): a second call for the same
   prepared cache returns the same object without reading it again.
   """
   if split not in SPLITS:
     raise ValueError(f'unknown split {split!r}; choose one of {SPLITS}')
-  builder = prepare(datasource, data_dir, tfds_dir)
+  builder = prepare(datasource, data_dir, tfds_dir, folder)
   # Kept for the process: evaluation asks for a split once per K (and tuning for the val split
   # again), and each Omniglot split reads all 32k images. A re-prepared cache has a new stamp.
   key = (datasource, split, str(builder.data_dir),

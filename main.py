@@ -8,6 +8,9 @@ Flag names are the original code's (cbfinn/maml), so its commands work unchanged
   python main.py --datasource=sinusoid --metatrain_iterations=70000 --norm=None --update_batch_size=10
   python main.py --experiment=sinusoid_maml --benchmark          # it/s, compile time, peak memory
   python main.py --report=sinusoid --logdir=logs/sinusoid        # Fig. 2, 3/6 and App. C Table 2
+  python main.py --datasource=folder --data_dir=DIR              # meta-train on a folder of classes
+  python main.py --experiment=omniglot_5way_1shot_noconv --logdir=results --predict \
+      --support_dir=examples/handdrawn/support --query=examples/handdrawn/query   # adapt, classify
 
 A run lives in <logdir>/<experiment>[.<override><value>...] and stores its config, so test mode needs
 no repeated training flags. In test mode --update_batch_size and --update_lr are the *test* K and
@@ -54,7 +57,7 @@ flags.DEFINE_string('report', None, 'Print (and draw) a group\'s published-vs-re
 # The rows' fields: one flag per field marked `flag` in config.py, the methods' options and
 # experiments.RLConfig, with the field's doc; None keeps the row's value.
 _IN_TEST_MODE = {'update_batch_size': 'test mode: the K to evaluate',
-                 'update_lr': 'test mode: alpha at meta-test'}
+                 'update_lr': 'test mode and --predict: alpha at meta-test'}
 _DEFINE = {'bool': flags.DEFINE_bool, 'int': flags.DEFINE_integer, 'float': flags.DEFINE_float,
            'str': flags.DEFINE_string}
 
@@ -96,6 +99,18 @@ flags.DEFINE_float('train_update_lr', None, 'Test mode: the alpha the run was tr
 flags.DEFINE_integer('benchmark_iterations', 200, 'Benchmark: timed iterations after warm-up.')
 flags.DEFINE_enum('benchmark_data', 'synthetic', ['synthetic', 'sampler'],
                   "Benchmark: random episodes of the row's shapes, or the row's own data sampler.")
+# Adapt a trained model to your own images (predict.py).
+flags.DEFINE_bool('predict', False, 'Adapt the trained run (as test mode finds it: --logdir, the '
+                  'training flags) to --support_dir and classify the --query images.')
+flags.DEFINE_string('support_dir', None, 'Predict: one sub-folder of K images per new class '
+                    '(N classes, the model\'s N-way).')
+flags.DEFINE_multi_string('query', None, 'Predict: an image, or a folder of images, to classify '
+                          '(repeat the flag for more).')
+flags.DEFINE_string('predict_out', None, 'Predict: also write the predictions to this .json or '
+                    '.csv file.')
+flags.DEFINE_integer('predict_steps', None, 'Predict: adaptation steps (default: the row\'s '
+                     'report_step, the step its results report); --update_lr sets alpha.')
+_PREDICT_ONLY = ('support_dir', 'query', 'predict_out', 'predict_steps')
 
 # How long a run trains: a training flag that may change on resume, which test mode ignores.
 _TRAINING_LENGTH = ('metatrain_iterations', 'pretrain_iterations')
@@ -249,6 +264,25 @@ def _until_stopped(train) -> int:
   return 128 + utils.STOP.signum
 
 
+def _check_predict_flags() -> None:
+  """ConfigError for a --predict without its inputs, or its flags without --predict."""
+  if not FLAGS.predict:
+    given = [f'--{f}' for f in _PREDICT_ONLY if FLAGS[f].present]
+    if given:
+      raise ConfigError(f'{" ".join(given)}: read by --predict only')
+    return
+  if FLAGS.benchmark or FLAGS['train'].present or FLAGS['test_set'].present:
+    raise ConfigError('--predict adapts a trained run: drop --benchmark, --train and --test_set')
+  if FLAGS.update_batch_size is not None:  # test mode's K; here the support folders give it
+    raise ConfigError('--predict takes K from --support_dir; a run trained with another K is named '
+                      'by --train_update_batch_size')
+  needs = {'support_dir': 'one sub-folder of K images per new class',
+           'query': 'the images to classify'}
+  missing = [f'--{f} ({what})' for f, what in needs.items() if not FLAGS[f].value]
+  if missing:
+    raise ConfigError(f'--predict needs {" and ".join(missing)}')
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
@@ -273,7 +307,9 @@ def main(argv):
       import report
       report.write_report(FLAGS.report, FLAGS.logdir)
       return 0
-    test_mode = not FLAGS.train and not FLAGS.benchmark
+    _check_predict_flags()
+    # --predict reads a trained run as test mode does: its config, the training flags naming it.
+    test_mode = (not FLAGS.train or FLAGS.predict) and not FLAGS.benchmark
     if FLAGS.experiment in experiments.RL_EXPERIMENTS:
       return _run_rl(test_mode)
     cfg, run_dir = resolve(test_mode)
@@ -293,7 +329,14 @@ def main(argv):
           **{f: getattr(cfg, f) for f in experiments.PROVENANCE_FIELDS})
     if cfg.intra_op_threads:  # before TensorFlow runs its first op
       tf.config.threading.set_intra_op_parallelism_threads(cfg.intra_op_threads)
-    if FLAGS.benchmark:
+    if FLAGS.predict:
+      import predict
+      if FLAGS.transductive is None:  # a query's answer must not depend on the others asked
+        cfg = cfg.replace(transductive=False)
+      predict.run(cfg, model_dir, support_dir=FLAGS.support_dir, queries=FLAGS.query,
+                  test_iter=FLAGS.test_iter, steps=FLAGS.predict_steps, update_lr=FLAGS.update_lr,
+                  out_path=FLAGS.predict_out)
+    elif FLAGS.benchmark:
       import benchmark
       benchmark.run_benchmark(cfg, iterations=FLAGS.benchmark_iterations,
                               out_dir=os.path.join(FLAGS.logdir, 'benchmarks'),

@@ -13,6 +13,8 @@ import tensorflow as tf  # task_batched_forward: grouped convolutions (keras.ops
 from typing import TYPE_CHECKING
 
 from config import ConfigError
+import data_generator
+import image_datasets
 
 if TYPE_CHECKING:
   from experiments import Config
@@ -152,7 +154,7 @@ def conv_net(image_shape: tuple[int, int, int], num_classes: int, num_filters: i
   return keras.Model(inputs, outputs, name=name)
 
 
-IMAGE_SHAPES = {'omniglot': (28, 28, 1), 'miniimagenet': (84, 84, 3)}
+IMAGE_SHAPES = image_datasets.IMAGE_SHAPES  # Omniglot, MiniImagenet; a folder: its row's
 
 
 def build_model(cfg: Config, outputs: int | None = None, embedding: bool = False) -> keras.Model:
@@ -160,7 +162,7 @@ def build_model(cfg: Config, outputs: int | None = None, embedding: bool = False
   the conv4 without its head (the features [B, D])."""
   if cfg.datasource == 'sinusoid':
     return fc_net((cfg.input_dim,), cfg.hidden, 1, cfg.norm, name='sinusoid_fc')
-  shape = IMAGE_SHAPES[cfg.datasource]
+  shape = data_generator.image_shape(cfg)
   outputs = cfg.num_classes if outputs is None else outputs
   if embedding:
     return conv_net(shape, outputs, cfg.num_filters, cfg.max_pool, cfg.norm, name='embedding',

@@ -51,6 +51,9 @@ TrainStep = Callable[..., dict]
 # fn(support_x, support_y, query_x, query_y, lr) -> {'loss', 'metric'} [steps+1, T] on the queries
 # (index s: after s steps), and 'outputs' [steps+1, T, N*Q, ...] when asked for.
 EvalFn = Callable[..., dict]
+# fn(support_x [T, N*K, ...], support_y [T, N*K, N], query_x [T, Q, ...], lr) -> class
+# probabilities [T, Q, N] of the queries after adapting to the support set (predict.py).
+PredictFn = Callable[..., tf.Tensor]
 
 
 class Method:
@@ -142,6 +145,23 @@ class Method:
     fn(support_x, support_y, query_x, query_y, lr) -> {'loss', 'metric'} [steps+1, T] (and
     'outputs' [steps+1, T, N*Q, ...] if return_outputs). lr: the step size (alpha) at meta-test."""
     return learner.make_eval_step(steps, return_outputs=return_outputs)
+
+  def make_predict_fn(self, learner, steps: int) -> PredictFn:
+    """Adaptation to a labelled support set and class probabilities of unlabelled queries
+    (predict.py): fn(support_x [T, N*K, ...], support_y [T, N*K, N], query_x [T, Q, ...], lr) ->
+    [T, Q, N], the softmax of the query outputs after `steps` steps of size lr (alpha).
+
+    The default is make_eval_fn(..., return_outputs=True) with placeholder query labels (zeros:
+    the loss and metric it computes beside the outputs are not used); a method whose eval fn
+    records no outputs overrides it."""
+    eval_fn = self.make_eval_fn(learner, steps, return_outputs=True)
+
+    def predict(support_x, support_y, query_x, lr):
+      query_y = tf.zeros(tf.concat([tf.shape(query_x)[:2], tf.shape(support_y)[2:]], 0),
+                         support_y.dtype)
+      outputs = eval_fn(support_x, support_y, query_x, query_y, lr)['outputs'][-1]  # [T, Q, N]
+      return tf.nn.softmax(outputs, axis=-1)
+    return predict
 
   @property
   def tunes_step_size(self) -> bool:

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 import config
 from config import option
+import data_generator
 import image_datasets
 from maml import MAML
 import methods
@@ -60,13 +61,13 @@ class ClassificationSampler:
   row's training split, with the trainer's sampler interface (`sample`, `trackable`)."""
 
   def __init__(self, cfg: Config):
-    data = image_datasets.load_split(cfg.datasource, 'train', data_dir=cfg.data_dir)
+    data = data_generator.load_images(cfg, 'train')
     if data.num_classes != cfg.classifier_classes:
       raise image_datasets.DataError(
           f'the {cfg.datasource} train split has {data.num_classes} classes, the row\'s classifier '
           f'{cfg.classifier_classes}: set classifier_classes to match')
     self._iterator = iter(classification_batches(data, cfg.meta_batch_size, (cfg.seed, 0),
-                                                 invert=cfg.datasource == 'omniglot'))
+                                                 invert=data_generator.inverts(cfg)))
 
   def sample(self, *sizes) -> tuple[tf.Tensor, tf.Tensor]:
     del sizes  # a batch of single images, not episodes
@@ -116,24 +117,34 @@ def task_model(classifier: keras.Model, cfg: Config) -> keras.Model:
 NN_DISTANCES = ('cosine', 'euclidean')
 
 
-def nearest_neighbor_accuracy(features: keras.Model, episode, distance: str = 'cosine') -> np.ndarray:
-  """Accuracy (%) [T] of labelling each query like its nearest support example.
+def nearest_labels(features: keras.Model, support_x, support_y, query_x,
+                   distance: str = 'cosine') -> tf.Tensor:
+  """The label (int64 [Q]) of each query's nearest support example in feature space, for one task.
 
-  episode: support_x [T, N*K, ...], support_y [T, N*K, N], query_x [T, N*Q, ...], query_y [T, N*Q, N].
-  distance: 'cosine' (Euclidean between L2-normalized features) or 'euclidean'.
-  Each set of each task is embedded in its own call, so batch norm sees the same batches as in MAML.
+  support_x [N*K, ...], support_y [N*K, N] one-hot, query_x [Q, ...]. distance: 'cosine'
+  (Euclidean between L2-normalized features) or 'euclidean'. Each set is embedded in its own call,
+  so batch norm sees the same batches as in MAML.
   """
   if distance not in NN_DISTANCES:
     raise ValueError(f'distance={distance!r} is not one of {NN_DISTANCES}')
-  embed = tf.function(lambda x: features(x, training=True), reduce_retracing=True)
+  s, q = features(support_x, training=True), features(query_x, training=True)  # [N*K, D], [Q, D]
+  if distance == 'cosine':  # the nearest by cosine is the nearest of the unit vectors
+    s, q = tf.math.l2_normalize(s, -1), tf.math.l2_normalize(q, -1)
+  distances = (tf.reduce_sum(q ** 2, -1)[:, None] - 2 * tf.matmul(q, s, transpose_b=True)
+               + tf.reduce_sum(s ** 2, -1)[None, :])
+  return tf.gather(tf.argmax(support_y, -1), tf.argmin(distances, -1))
+
+
+def nearest_neighbor_accuracy(features: keras.Model, episode, distance: str = 'cosine') -> np.ndarray:
+  """Accuracy (%) [T] of labelling each query like its nearest support example (nearest_labels).
+
+  episode: support_x [T, N*K, ...], support_y [T, N*K, N], query_x [T, N*Q, ...], query_y [T, N*Q, N].
+  """
+  nearest = tf.function(lambda *task: nearest_labels(features, *task, distance),
+                        reduce_retracing=True)
   accuracies = []
   for support_x, support_y, query_x, query_y in zip(*episode[:4]):
-    s, q = embed(support_x), embed(query_x)  # [N*K, D], [N*Q, D]
-    if distance == 'cosine':  # the nearest by cosine is the nearest of the unit vectors
-      s, q = tf.math.l2_normalize(s, -1), tf.math.l2_normalize(q, -1)
-    distances = (tf.reduce_sum(q ** 2, -1)[:, None] - 2 * tf.matmul(q, s, transpose_b=True)
-                 + tf.reduce_sum(s ** 2, -1)[None, :])
-    predicted = tf.gather(tf.argmax(support_y, -1), tf.argmin(distances, -1))
+    predicted = nearest(support_x, support_y, query_x)
     accuracies.append(100.0 * np.mean(predicted.numpy() == tf.argmax(query_y, -1).numpy()))
   return np.array(accuracies)
 
@@ -214,6 +225,20 @@ class NearestNeighbor(FineTuning):
       metric = nearest_neighbor_accuracy(features, episode, self.cfg.nn_distance)[None]
       return {'loss': tf.zeros_like(metric), 'metric': tf.constant(metric)}
     return nearest
+
+  def make_predict_fn(self, learner: MAML, steps: int):
+    """fn(support_x, support_y, query_x, lr) -> one-hot [T, Q, N]: the class of each query's
+    nearest support example (cfg.nn_distance). The baseline has no scores to turn into graded
+    probabilities, so the one it picks gets 1; steps and lr are unused."""
+    features = backbone(learner.model)
+    nearest = tf.function(lambda *task: nearest_labels(features, *task, self.cfg.nn_distance),
+                          reduce_retracing=True)
+
+    def predict(support_x, support_y, query_x, lr):
+      del lr
+      labels = tf.stack([nearest(*task) for task in zip(support_x, support_y, query_x)])
+      return tf.one_hot(labels, tf.shape(support_y)[-1], dtype=support_y.dtype)
+    return predict
 
   def label(self) -> str:
     return 'nearest neighbour'

@@ -209,6 +209,20 @@ class ReptileMethod(methods.Method):
     """Besides MAML's: the inner Adam's second moments and step count ('learner_state')."""
     return {**super().saved_variables(learner), 'learner_state': learner.state_variables}
 
+  def make_predict_fn(self, learner: Reptile, steps: int):
+    """fn(support_x, support_y, query_x, lr) -> [T, Q, N]: the softmax of the query outputs after
+    `steps` inner Adam steps of size lr on minibatches of the support set, as its evaluation (whose
+    step records no outputs)."""
+    key = tf.constant([learner.seed, -1], tf.int64)  # the evaluation's fixed minibatch draws
+
+    def predict(support_x, support_y, query_x, lr):
+      tiled = learner.tile(learner.params(), tf.shape(support_x)[0])
+      batch = tf.minimum(learner.eval_batch, tf.shape(support_x)[1])  # at most the support set
+      phi = learner.adam_adapt(tiled, support_x, support_y, steps=steps, lr=lr, batch=batch,
+                               key=key)[0]
+      return tf.nn.softmax(learner.predict(phi, support_x, query_x), axis=-1)
+    return tf.function(predict, reduce_retracing=True)
+
   @property
   def val_shots(self) -> int:
     """Reptile trains with more shots than it is tested with, so it validates at its smallest

@@ -104,7 +104,7 @@ def report_rows(group):
 def resolve_call(argv, scripts_protocol=True):
   """A main.py call -> (kind, row or group, run directory of the model it trains/reads).
 
-  kind is 'train', 'evaluate', 'benchmark', 'report' or 'queue' (a step of the run queue); for a
+  kind is 'train', 'evaluate', 'predict', 'benchmark', 'report' or 'queue' (a step of the run queue); for a
   report or a queue step the third item is the logdir it reads. Raises (absl flag errors,
   ConfigError, AssertionError) for a call main.py would refuse.
   scripts_protocol: the scripts evaluate on the test split only; a hand-typed command may validate.
@@ -121,14 +121,17 @@ def resolve_call(argv, scripts_protocol=True):
       row = flags.experiment
       assert row is None or row in experiments.EXPERIMENTS or row in experiments.RL_EXPERIMENTS, argv
       return 'queue', row or flags.queue, flags.logdir
-    kind = 'benchmark' if flags.benchmark else 'train' if flags.train else 'evaluate'
+    kind = ('benchmark' if flags.benchmark else 'predict' if flags.predict
+            else 'train' if flags.train else 'evaluate')
     if kind == 'evaluate' and scripts_protocol:
       assert flags.test_set, f'the scripts evaluate on the test split: {argv}'
     if flags.experiment in experiments.RL_EXPERIMENTS:
       return kind, flags.experiment, main.resolve_rl()[1]
-    cfg, _ = main.resolve(kind == 'evaluate')
+    main._check_predict_flags()
+    test_mode = kind in ('evaluate', 'predict')  # both read a trained run's config
+    cfg, _ = main.resolve(test_mode)
     # a row with model_from trains and reads the run of its source row
-    return kind, flags.experiment, main.resolve(kind == 'evaluate', cfg.model_from)[1]
+    return kind, flags.experiment, main.resolve(test_mode, cfg.model_from)[1]
 
 
 def resolved_or_fail(what, argv, scripts_protocol=True):

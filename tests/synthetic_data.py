@@ -14,6 +14,11 @@ a seeded RNG when a test asks for it, and only ever written under a test's tempo
     `<split>/<wnid>/<wnid><NNNNNNNN>.jpg`, as zips in `images/` (train in parts, as the shared copy)
     or as plain folders. Made-up wnids (n99......), a few images per class.
 
+  * A folder of classes (the folder datasource, docs/your-own-data.md): `<class>/<NN>.png` glyphs,
+    each class a few random strokes, each image the strokes drawn again with random jitter (shift,
+    scale, rotation, wobble, pen width), black on white, with a few JPEGs, an RGB and a transparent
+    PNG among them: classes that a few hundred meta-training iterations learn to tell apart.
+
 The real files' checksums are never involved: a local folder is checked against its own SHA256SUMS
 only when it has one (image_datasets.verify_against_sha256sums), which these folders do not, unless
 a test writes one.
@@ -261,3 +266,64 @@ def make_miniimagenet(folder: pathlib.Path, *, layout: str = 'zip', splits=tuple
                 {k: v for k, v in members.items() if part_of.get(k.split('/')[1], parts - 1) == p},
                 directories=False)
   return folder
+
+
+# --- A folder of classes ----------------------------------------------------------------------------
+
+def glyph_strokes(label: int, seed: int = 0) -> list[np.ndarray]:
+  """Class `label`'s glyph: 2 or 3 strokes, each a polyline of 3 points [3, 2] in [0.15, 0.85]^2."""
+  rng = np.random.default_rng((seed, label, 0))
+  return [rng.uniform(0.15, 0.85, (3, 2)) for _ in range(2 + label % 2)]
+
+
+def glyph_image(label: int, index: int, size: int = 32, seed: int = 0) -> Image.Image:
+  """Drawing `index` of class `label`: its strokes under a random similarity transform (shift up to
+  8% of the side, scale 0.85-1.1, rotation up to 12 degrees) with 2% wobble per point and a pen of
+  2-3 px, black strokes on white ('L')."""
+  rng = np.random.default_rng((seed, label, 1 + index))
+  angle = np.deg2rad(rng.uniform(-12, 12))
+  rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+  scale, shift = rng.uniform(0.85, 1.1), rng.uniform(-0.08, 0.08, 2)
+  im = Image.new('L', (size, size), 255)
+  draw = ImageDraw.Draw(im)
+  width = int(rng.integers(2, 4))
+  for stroke in glyph_strokes(label, seed):
+    points = (stroke - 0.5) @ rotation.T * scale + 0.5 + shift + rng.normal(0, 0.02, stroke.shape)
+    draw.line([tuple(p) for p in points * size], fill=0, width=width, joint='curve')
+  return im
+
+
+def make_folder_dataset(root: pathlib.Path, *, classes: int = 30, per_class: int = 6,
+                        size: int = 32, seed: int = 0, first_label: int = 0) -> pathlib.Path:
+  """root/<glyphNN>/<MM>.png (some .jpg, one RGB, one transparent PNG) for `classes` classes of
+  `per_class` drawings, labels first_label, first_label + 1, ...; returns root."""
+  for label in range(first_label, first_label + classes):
+    folder = root / f'glyph{label:02d}'
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(per_class):
+      im = glyph_image(label, index, size, seed)
+      if index == 1 and label % 5 == 0:  # any format Pillow reads
+        im.save(folder / f'{index:02d}.jpg', quality=90)
+      elif index == 2 and label % 7 == 0:  # colour, read as grey
+        im.convert('RGB').save(folder / f'{index:02d}.png')
+      elif index == 3 and label % 11 == 0:  # strokes on a transparent background
+        rgba = Image.new('RGBA', im.size, (0, 0, 0, 0))
+        rgba.putalpha(Image.eval(im, lambda v: 255 - v))
+        rgba.save(folder / f'{index:02d}.png')
+      else:
+        im.save(folder / f'{index:02d}.png')
+  return root
+
+
+if __name__ == '__main__':
+  # A practice folder for the folder datasource (docs/your-own-data.md):
+  #   python tests/synthetic_data.py glyphs DIR [--classes=30] [--per_class=6]
+  import argparse
+  parser = argparse.ArgumentParser(description='Write synthetic data for trying the pipeline.')
+  parser.add_argument('kind', choices=['glyphs'], help='glyphs: a folder of drawn glyph classes')
+  parser.add_argument('out', type=pathlib.Path, help='folder to write')
+  parser.add_argument('--classes', type=int, default=30)
+  parser.add_argument('--per_class', type=int, default=6)
+  args = parser.parse_args()
+  make_folder_dataset(args.out, classes=args.classes, per_class=args.per_class)
+  print(f'wrote {args.classes} classes of {args.per_class} glyphs each to {args.out}')

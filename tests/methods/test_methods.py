@@ -180,7 +180,7 @@ def _imports(path: pathlib.Path) -> list[str]:
 # stands for its modules unless a module of it is named on its own.
 LEVELS = (
     ('main',),
-    ('report', 'run_queue', 'benchmark'),        # what main runs besides training: read the table
+    ('report', 'run_queue', 'benchmark', 'predict'),  # what main runs besides training: read the table
     ('experiments',),                            # the rows: the config composed with the methods'
     ('trainer', 'rl.trainer'),                   # one training loop and evaluation per kind of row
     ('methods',),                                # the learner interface and every method

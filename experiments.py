@@ -497,8 +497,8 @@ _RELATION_CHOICES = (
     'with K queries per class (the official MiniImagenet test: 15; --test_query_size=15)',
     _MODEL_SELECTION_CHOICE)
 _RELATION_OMNIGLOT = _RELATION_CHOICES + (
-    'Omniglot: 100,000 iterations, not the official 1,000,000 (about 0.1 s each on 2 CPU cores; '
-    '--metatrain_iterations)', _OMNI_SPLIT_CHOICE)
+    'Omniglot: 100,000 iterations, not the official 1,000,000 (about 0.17 s each on 2 CPU '
+    'cores; --metatrain_iterations)', _OMNI_SPLIT_CHOICE)
 _RELATION_MINI = _RELATION_CHOICES + (
     'MiniImagenet: 100,000 iterations, not the official 500,000 (a partial run on a CPU; '
     '--metatrain_iterations)',)

@@ -472,6 +472,90 @@ EXPERIMENTS.update({c.name: c for c in (
                 **_METRIC_FIELDS, meta_grad_clip=None, metatrain_iterations=30_000,
                 published=(Published(5, 0, 55.31, 0.73, _MATCHING),)),
 )})
+
+# --- Siamese networks (Koch et al. 2015) and Relation networks (Sung et al. 2018) -------------------
+
+_SIAMESE = ('paper Table 1 (Siamese nets, Koch et al. 2015, on Vinyals et al.\'s 28x28 protocol), '
+            'from Vinyals et al. 2016\'s table; which re-implementation produced these numbers is '
+            'unverified')
+_OMNI_SPLIT_CHOICE = _OMNIGLOT.choices[-1]  # the character split of every Omniglot row
+_MODEL_SELECTION_CHOICE = _IMAGE_CHOICES[2]
+_SIAMESE_CHOICES = (
+    'training pairs from the row\'s own episode sampler (no second data pipeline): the N*Q queries '
+    'of a training episode against its N*K support images, N*Q*K same-class and N*Q*(N-1)*K '
+    'different-class pairs of the training characters (with the rows\' 90-degree rotations as new '
+    'classes), the comparisons meta-test makes; 5 queries per class, T episodes per update (32 for '
+    '5-way, 16 for 20-way, the MAML rows\'); Koch\'s affine distortions are not used '
+    '(docs/siamese.md#decisions)',
+    'same-class and different-class pairs weigh half of the loss each (siamese_balanced), as '
+    'Koch\'s pair sets hold as many of each; --siamese_balanced=False weighs every pair alike',
+    'the MAML rows\' conv4 without its head as the shared embedding (64-d), weighted L1 head '
+    'Dense(1) with Keras\' default init, Adam 1e-3 constant, no L2 (Koch: SGD with per-layer rates '
+    'and L2 chosen by Bayesian optimisation, on 105x105 images)',
+    'a query takes the class of its most similar support image (K = 1) or of the highest mean '
+    'similarity (K > 1); batch norm with the statistics of each task\'s support and queries '
+    'embedded together (transductive, as the metric rows)',
+    _MODEL_SELECTION_CHOICE, _OMNI_SPLIT_CHOICE)
+_SIAMESE_FIELDS = dict(method='siamese', **_METRIC_FIELDS, query_size=5, metatrain_iterations=10_000)
+
+_RELATION = ('Sung et al. 2018 (CVPR) Table 1/2, as quoted by secondary sources (unverified against '
+             'the paper\'s tables); settings of the official code floodsung/LearningToCompare_FSL')
+_RELATION_CHOICES = (
+    'the official networks (methods/relation.py): embedding 4 x 64-filter conv blocks, the first '
+    'two VALID with max-pool; relation module 2 conv blocks + FC 8 + FC 1 sigmoid on the class '
+    'features (summed over K) concatenated with the query\'s; the official init; the rows\' batch '
+    'norm (beta only, batch statistics at train and test; the official BN has gamma too and never '
+    'leaves training mode)',
+    'Adam 1e-3 halved every 100,000 iterations, each network\'s gradient clipped to norm 0.5, one '
+    'episode per update, the official code\'s queries per class at training; MSE against one-hot',
+    'the MAML rows\' episodes (rotation per class, not per episode as the official code; its own '
+    'split has 1200 training characters and no validation), tested on the same 600 test tasks '
+    'with K queries per class (the official MiniImagenet test: 15; --test_query_size=15)',
+    _MODEL_SELECTION_CHOICE)
+_RELATION_OMNIGLOT = _RELATION_CHOICES + (
+    'Omniglot: 100,000 iterations, not the official 1,000,000 (about 0.17 s each on 2 CPU '
+    'cores; --metatrain_iterations)', _OMNI_SPLIT_CHOICE)
+_RELATION_MINI = _RELATION_CHOICES + (
+    'MiniImagenet: 100,000 iterations, not the official 500,000 (a partial run on a CPU; '
+    '--metatrain_iterations)',)
+_RELATION_FIELDS = dict(method='relation', **_METRIC_FIELDS, meta_batch_size=1, meta_lr=1e-3,
+                        meta_grad_clip=None, metatrain_iterations=100_000)
+
+
+def _row(base: str, name: str, source: str, choices: tuple[str, ...], **fields) -> Config:
+  """A row of another method on the data and evaluation of the MAML row `base`, with its own
+  choices only (the MAML rows' inner-loop choices do not apply)."""
+  return EXPERIMENTS[base].replace(name=name, source=source, choices=choices, **fields)
+
+
+EXPERIMENTS.update({c.name: c for c in (
+    _row('omniglot_5way_1shot', 'omniglot_5way_1shot_siamese', _SIAMESE, _SIAMESE_CHOICES,
+         **_SIAMESE_FIELDS, eval_shots=(1,), published=(Published(1, 0, 97.3, None, _SIAMESE),)),
+    _row('omniglot_5way_5shot', 'omniglot_5way_5shot_siamese', _SIAMESE, _SIAMESE_CHOICES,
+         **_SIAMESE_FIELDS, eval_shots=(5,), published=(Published(5, 0, 98.4, None, _SIAMESE),)),
+    _row('omniglot_20way_1shot', 'omniglot_20way_1shot_siamese', _SIAMESE, _SIAMESE_CHOICES,
+         **_SIAMESE_FIELDS, eval_shots=(1,), published=(Published(1, 0, 88.2, None, _SIAMESE),)),
+    _row('omniglot_20way_5shot', 'omniglot_20way_5shot_siamese', _SIAMESE, _SIAMESE_CHOICES,
+         **_SIAMESE_FIELDS, eval_shots=(5,), published=(Published(5, 0, 97.0, None, _SIAMESE),)),
+    _row('omniglot_5way_1shot', 'omniglot_5way_1shot_relation', _RELATION, _RELATION_OMNIGLOT,
+         **_RELATION_FIELDS, query_size=19, eval_shots=(1,),
+         published=(Published(1, 0, 99.6, 0.2, _RELATION),)),
+    _row('omniglot_5way_5shot', 'omniglot_5way_5shot_relation', _RELATION, _RELATION_OMNIGLOT,
+         **_RELATION_FIELDS, query_size=15, eval_shots=(5,),
+         published=(Published(5, 0, 99.8, 0.1, _RELATION),)),
+    _row('omniglot_20way_1shot', 'omniglot_20way_1shot_relation', _RELATION, _RELATION_OMNIGLOT,
+         **_RELATION_FIELDS, query_size=10, eval_shots=(1,),
+         published=(Published(1, 0, 97.6, 0.2, _RELATION),)),
+    _row('omniglot_20way_5shot', 'omniglot_20way_5shot_relation', _RELATION, _RELATION_OMNIGLOT,
+         **_RELATION_FIELDS, query_size=5, eval_shots=(5,),
+         published=(Published(5, 0, 99.1, 0.1, _RELATION),)),
+    _row('miniimagenet_5way_1shot', 'miniimagenet_5way_1shot_relation', _RELATION, _RELATION_MINI,
+         **_RELATION_FIELDS, num_filters=64, query_size=15, eval_shots=(1,),
+         published=(Published(1, 0, 50.44, 0.82, _RELATION),)),
+    _row('miniimagenet_5way_5shot', 'miniimagenet_5way_5shot_relation', _RELATION, _RELATION_MINI,
+         **_RELATION_FIELDS, num_filters=64, query_size=10, eval_shots=(5,),
+         published=(Published(5, 0, 65.32, 0.70, _RELATION),)),
+)})
 METHOD_ROWS = {
     'reptile': ('omniglot_5way_reptile', 'miniimagenet_5way_reptile'),
     'meta_sgd': ('omniglot_5way_1shot_meta_sgd', 'miniimagenet_5way_1shot_meta_sgd',
@@ -483,6 +567,11 @@ METHOD_ROWS = {
     'matching': ('omniglot_5way_1shot_matching', 'miniimagenet_5way_1shot_matching',
                  'miniimagenet_5way_5shot_matching'),
     'anil': ANIL_ROWS,
+    'siamese': ('omniglot_5way_1shot_siamese', 'omniglot_5way_5shot_siamese',
+                'omniglot_20way_1shot_siamese', 'omniglot_20way_5shot_siamese'),
+    'relation': ('omniglot_5way_1shot_relation', 'omniglot_5way_5shot_relation',
+                 'omniglot_20way_1shot_relation', 'omniglot_20way_5shot_relation',
+                 'miniimagenet_5way_1shot_relation', 'miniimagenet_5way_5shot_relation'),
 }
 _FAMILY = {row for rows in METHOD_ROWS.values() for row in rows}
 OMNIGLOT_ROWS = tuple(n for n, c in EXPERIMENTS.items()
@@ -492,11 +581,13 @@ MINIIMAGENET_ROWS = tuple(n for n, c in EXPERIMENTS.items()
 # scripts/compare_methods.sh: one row per method on the same test tasks (5-way 1-shot).
 COMPARE_ROWS = {
     'omniglot': ('omniglot_5way_1shot', 'omniglot_5way_1shot_meta_sgd', 'omniglot_5way_1shot_maml_plus_plus',
-                 'omniglot_5way_reptile', 'omniglot_5way_1shot_protonet', 'omniglot_5way_1shot_matching'),
+                 'omniglot_5way_reptile', 'omniglot_5way_1shot_protonet', 'omniglot_5way_1shot_matching',
+                 'omniglot_5way_1shot_siamese', 'omniglot_5way_1shot_relation'),
     'miniimagenet': ('miniimagenet_5way_1shot', 'miniimagenet_5way_1shot_first_order',
                      'miniimagenet_5way_1shot_anil', 'miniimagenet_5way_1shot_meta_sgd',
                      'miniimagenet_5way_1shot_maml_plus_plus', 'miniimagenet_5way_reptile',
-                     'miniimagenet_5way_1shot_protonet', 'miniimagenet_5way_1shot_matching'),
+                     'miniimagenet_5way_1shot_protonet', 'miniimagenet_5way_1shot_matching',
+                     'miniimagenet_5way_1shot_relation'),
 }
 
 # Named groups the scripts and the report use: the figures show the first three; the table adds

@@ -7,6 +7,8 @@ One module per method family, each holding its algorithm, its options and its Me
                   (the learner is maml.MAML; `MAMLOptions`)
   reptile.py      Reptile (`Reptile`, a MAML whose meta-gradient is theta - mean phi)
   metric.py       Prototypical and Matching networks (`MetricLearner`)
+  siamese.py      Siamese networks (`SiameseLearner`: weighted L1 similarity of image pairs)
+  relation.py     Relation networks (`RelationLearner`: a learned relation module)
   baselines.py    the paper's classifier baselines: fine-tuning and nearest neighbour
 
 A method is a `Method` subclass registered under the name a row selects it by: `Config.baseline`

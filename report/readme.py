@@ -83,11 +83,17 @@ class _Evidence:
     return 'not run yet'
 
 
-def _image_lines(ev: _Evidence, rows: Sequence[str]) -> list[str]:
+def _image_lines(ev: _Evidence, rows: Sequence[str], list_unrun: bool = True) -> list[str]:
+  """The table of `rows`; with list_unrun=False the rows with no run, no result and no earlier
+  number are named in one line after it instead (their published numbers: docs/experiments.md)."""
   header = ('benchmark', 'method', 'row', 'published', 'this repo', 'trained (iterations of the paper\'s)',
             'evidence')
   lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  unrun = [row for row in rows if not list_unrun and ev.run(row) is None
+           and not any(key[0] == row for key in ev.not_kept)]
   for row in rows:
+    if row in unrun:
+      continue
     cfg = experiments.EXPERIMENTS[row]
     for p in cfg.published:
       if p.step != cfg.report_step:
@@ -109,6 +115,9 @@ def _image_lines(ev: _Evidence, rows: Sequence[str]) -> list[str]:
         repo = '—'
       lines.append(f'| {bench} | {method} | `{row}` | {published} | {repo} | '
                    f'{ev.trained(row, cfg.total_iterations, legacy)} | {ev.link(row, legacy)} |')
+  if unrun:
+    lines += ['', 'Not run yet (published numbers in the [experiments table](docs/experiments.md)): '
+              + ', '.join(f'`{row}`' for row in unrun) + '.']
   return lines
 
 
@@ -166,7 +175,7 @@ def readme_report(results_dir: str) -> str:
       '**Few-shot classification**, accuracy % (Table 1):', '',
       *_image_lines(ev, experiments.OMNIGLOT_ROWS + experiments.MINIIMAGENET_ROWS), '',
       '**The wider family**, accuracy % on the same data and episodes:', '',
-      *_image_lines(ev, family), '',
+      *_image_lines(ev, family, list_unrun=False), '',
       '**Reinforcement learning**, average return after 0 / 1 / 2 / 3 policy-gradient steps (Fig. 5; '
       'the oracle is not adapted):', '',
       *_rl_lines(ev, experiments.RL_ENVS), '',

@@ -287,5 +287,18 @@ class Relation(methods.Method):
   def log_losses(self, values: dict[str, float]) -> str:
     return 'query loss %.4f' % values['loss']
 
+  def make_predict_fn(self, learner, steps: int) -> methods.PredictFn:
+    """The relation scores r in (0, 1) [T, Q, N] of each query to each class, normalized over
+    the classes (a softmax of values in (0, 1) would be nearly flat). Queries are scored in one
+    batch, as the row's evaluation (the relation module normalizes a task's pairs together)."""
+    eval_fn = self.make_eval_fn(learner, steps, return_outputs=True)
+
+    def predict(support_x, support_y, query_x, lr):
+      query_y = tf.zeros(tf.concat([tf.shape(query_x)[:2], tf.shape(support_y)[2:]], 0),
+                         support_y.dtype)
+      r = eval_fn(support_x, support_y, query_x, query_y, lr)['outputs'][-1]
+      return r / tf.reduce_sum(r, axis=-1, keepdims=True)
+    return predict
+
   def label(self) -> str:
     return 'Relation'

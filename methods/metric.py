@@ -49,7 +49,40 @@ def nll(y: tf.Tensor, out: tf.Tensor, shots=None) -> tf.Tensor:
   return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=out), -1)
 
 
-class MetricLearner:
+class TaskEmbedder:
+  """f_phi run per task through MAML's forward pass with no inner step, so batch norm normalizes
+  each task's batch on its own (as MAML's). A learner using it sets `model` (the embedding),
+  `_maml` (a maml.MAML over it with num_updates=0) and `dim` (D, the flat feature size).
+  """
+  model: keras.Model
+  _maml: MAML
+  dim: int
+
+  def embed(self, x: tf.Tensor) -> tf.Tensor:
+    """f_phi per task: x [T, M, ...] -> [T, M, D] (each task's batch normalized on its own)."""
+    theta = [tf.convert_to_tensor(v) for v in self.model.trainable_variables]
+    return self._flat(self._maml.forward(self._maml.tile(theta, tf.shape(x)[0]), x))
+
+  def _flat(self, out: tf.Tensor) -> tf.Tensor:
+    """[T, M, ...] features -> [T, M, D]."""
+    return tf.reshape(out, tf.concat([tf.shape(out)[:2], [self.dim]], 0))
+
+  def embed_episode(self, support_x: tf.Tensor, query_x: tf.Tensor, joint: bool):
+    """(support [T, N*K, D], query [T, N*Q, D]) embeddings.
+
+    joint: one batch [support; queries] per task; else the support set alone, and each query in a
+    batch of the support set and itself (no query sees another's statistics).
+    """
+    if joint:
+      both = self.embed(tf.concat([support_x, query_x], 1))
+      size = tf.shape(support_x)[1]
+      return both[:, :size], both[:, size:]
+    theta = [tf.convert_to_tensor(v) for v in self.model.trainable_variables]
+    query = self._maml.predict(self._maml.tile(theta, tf.shape(query_x)[0]), support_x, query_x)
+    return self.embed(support_x), self._flat(query)
+
+
+class MetricLearner(TaskEmbedder):
   """ProtoNet (kind='protonet') or Matching network (kind='matching') over a Keras embedding.
 
   Args:
@@ -109,29 +142,6 @@ class MetricLearner:
     return list(self.model.trainable_variables) + self.extra_variables
 
   # --- functional pieces -------------------------------------------------------------------------
-
-  def embed(self, x: tf.Tensor) -> tf.Tensor:
-    """f_phi per task: x [T, M, ...] -> [T, M, D] (each task's batch normalized on its own)."""
-    theta = [tf.convert_to_tensor(v) for v in self.model.trainable_variables]
-    return self._flat(self._maml.forward(self._maml.tile(theta, tf.shape(x)[0]), x))
-
-  def _flat(self, out: tf.Tensor) -> tf.Tensor:
-    """[T, M, ...] features -> [T, M, D]."""
-    return tf.reshape(out, tf.concat([tf.shape(out)[:2], [self.dim]], 0))
-
-  def embed_episode(self, support_x: tf.Tensor, query_x: tf.Tensor, joint: bool):
-    """(support [T, N*K, D], query [T, N*Q, D]) embeddings.
-
-    joint: one batch [support; queries] per task; else the support set alone, and each query in a
-    batch of the support set and itself (no query sees another's statistics).
-    """
-    if joint:
-      both = self.embed(tf.concat([support_x, query_x], 1))
-      size = tf.shape(support_x)[1]
-      return both[:, :size], both[:, size:]
-    theta = [tf.convert_to_tensor(v) for v in self.model.trainable_variables]
-    query = self._maml.predict(self._maml.tile(theta, tf.shape(query_x)[0]), support_x, query_x)
-    return self.embed(support_x), self._flat(query)
 
   def prototype_logits(self, support: tf.Tensor, support_y: tf.Tensor, query: tf.Tensor):
     """-||f(x) - c_n||^2 [T, Q, N]; c_n = mean of class n's support embeddings (labels in any order)."""

@@ -35,11 +35,12 @@ import config
 from config import option
 from maml import MAML, compile_update
 import methods
+from methods.metric import TaskEmbedder
 import models
 import utils
 
 
-class SiameseLearner:
+class SiameseLearner(TaskEmbedder):
   """The Siamese network over a Keras embedding (x [M, ...] -> features [M, D]).
 
   Args:
@@ -76,25 +77,6 @@ class SiameseLearner:
     return list(self.model.trainable_variables) + self.extra_variables
 
   # --- functional pieces -------------------------------------------------------------------------
-
-  def embed(self, x: tf.Tensor) -> tf.Tensor:
-    """f_phi per task: x [T, M, ...] -> [T, M, D] (each task's batch normalized on its own)."""
-    theta = [tf.convert_to_tensor(v) for v in self.model.trainable_variables]
-    return self._flat(self._maml.forward(self._maml.tile(theta, tf.shape(x)[0]), x))
-
-  def _flat(self, out: tf.Tensor) -> tf.Tensor:
-    return tf.reshape(out, tf.concat([tf.shape(out)[:2], [self.dim]], 0))
-
-  def embed_episode(self, support_x: tf.Tensor, query_x: tf.Tensor, joint: bool):
-    """(support [T, N*K, D], query [T, N*Q, D]) embeddings; joint: one batch per task, else the
-    support set alone and each query in a batch of the support set and itself."""
-    if joint:
-      both = self.embed(tf.concat([support_x, query_x], 1))
-      size = tf.shape(support_x)[1]
-      return both[:, :size], both[:, size:]
-    theta = [tf.convert_to_tensor(v) for v in self.model.trainable_variables]
-    query = self._maml.predict(self._maml.tile(theta, tf.shape(query_x)[0]), support_x, query_x)
-    return self.embed(support_x), self._flat(query)
 
   def pair_logits(self, support: tf.Tensor, query: tf.Tensor) -> tf.Tensor:
     """z [T, Q, S] = w . |f(x_q) - f(x_s)| + b for every query q and support item s.

@@ -12,33 +12,10 @@ from experiments import ConfigError
 import image_datasets
 import method_runs
 import methods
-from methods.siamese import SiameseLearner
 import models
+from methods.siamese import SiameseLearner
 import trainer
-
-
-def dense_embedding(d_in=3, d_out=4, norm=None, seed=0):
-  """f(x) = x W (float64, no bias), optionally followed by batch norm and tanh."""
-  keras.utils.set_random_seed(seed)
-  inputs = keras.Input((d_in,), dtype='float64')
-  h = keras.layers.Dense(d_out, use_bias=False, dtype='float64')(inputs)
-  if norm:
-    h = keras.layers.Activation('tanh', dtype='float64')(models.norm_layer(norm, dtype='float64')(h))
-  return keras.Model(inputs, h)
-
-
-def episode(tasks=2, n=3, k=2, q=2, d=3, seed=0, dtype=np.float64, shape=None):
-  """[T, N*K, d], one-hot [T, N*K, N] with shuffled labels, [T, N*Q, d], [T, N*Q, N]."""
-  rng = np.random.default_rng(seed)
-  shape = shape or (d,)
-
-  def labels(shots):
-    return np.stack([np.eye(n)[rng.permutation(np.repeat(np.arange(n), shots))] for _ in range(tasks)])
-
-  sy, qy = labels(k), labels(q)
-  sx = rng.normal(size=(tasks, n * k, *shape))
-  qx = rng.normal(size=(tasks, n * q, *shape))
-  return tuple(tf.constant(a.astype(dtype)) for a in (sx, sy, qx, qy))
+from test_metric_learning import dense_embedding, episode  # the same tiny embedding and episodes
 
 
 def learner(**kwargs):

@@ -113,6 +113,17 @@ class _Lines(logging.Handler):
       self.lines.append(match.group(1))
 
 
+def train_straight_and_resumed(cfg, folder: pathlib.Path):
+  """(setup trained cfg.metatrain_iterations in one go, setup trained half, stopped and resumed),
+  both restored from their run directories under `folder`: a method's resume test compares them."""
+  trainer.train(cfg, str(folder / 'a'), log_summaries=False)
+  trainer.train(cfg.replace(metatrain_iterations=cfg.metatrain_iterations // 2), str(folder / 'b'),
+                log_summaries=False)
+  trainer.train(cfg, str(folder / 'b'), log_summaries=False)
+  return (trainer.restore_for_eval(cfg, str(folder / 'a'))[0],
+          trainer.restore_for_eval(cfg, str(folder / 'b'))[0])
+
+
 def run_case(name: str, run_dir: str, sources: dict[str, str]) -> dict:
   """Trains case `name` in run_dir and evaluates it on the test split; returns what is compared."""
   row, changes = CASES[name]

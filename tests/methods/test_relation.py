@@ -15,7 +15,6 @@ import methods
 from methods.relation import (RelationLearner, feature_shape, relation_embedding, relation_module,
                               relation_mse)
 import models
-import trainer
 
 SHAPE = (28, 28, 1)  # Omniglot's: the embedding gives 5x5 maps, the module pools them to 1x1
 
@@ -231,11 +230,7 @@ def test_a_resumed_run_continues_exactly(omniglot_source, tmp_path, monkeypatch)
   cfg = experiments.get('omniglot_5way_1shot_relation').replace(
       data_dir=omniglot_source, num_filters=4, query_size=2, val_every=0, metatrain_iterations=4,
       checkpoint_every=2, print_every=2, summary_every=2)
-  trainer.train(cfg, str(tmp_path / 'a'), log_summaries=False)
-  trainer.train(cfg.replace(metatrain_iterations=2), str(tmp_path / 'b'), log_summaries=False)
-  trainer.train(cfg, str(tmp_path / 'b'), log_summaries=False)
-  a, _ = trainer.restore_for_eval(cfg, str(tmp_path / 'a'))
-  b, _ = trainer.restore_for_eval(cfg, str(tmp_path / 'b'))
+  a, b = method_runs.train_straight_and_resumed(cfg, tmp_path)
   assert len(a.learner.extra_variables) == len(a.learner.relation.trainable_variables) == 10
   for x, y in zip(a.learner.variables, b.learner.variables):
     np.testing.assert_array_equal(x.numpy(), y.numpy())

@@ -14,7 +14,6 @@ import method_runs
 import methods
 import models
 from methods.siamese import SiameseLearner
-import trainer
 from test_metric_learning import dense_embedding, episode  # the same tiny embedding and episodes
 
 
@@ -210,11 +209,7 @@ def test_a_resumed_run_continues_exactly(omniglot_source, tmp_path, monkeypatch)
   cfg = experiments.get('omniglot_5way_1shot_siamese').replace(
       data_dir=omniglot_source, meta_batch_size=2, num_filters=4, query_size=2, val_every=0,
       metatrain_iterations=4, checkpoint_every=2, print_every=2, summary_every=2)
-  trainer.train(cfg, str(tmp_path / 'a'), log_summaries=False)
-  trainer.train(cfg.replace(metatrain_iterations=2), str(tmp_path / 'b'), log_summaries=False)
-  trainer.train(cfg, str(tmp_path / 'b'), log_summaries=False)
-  a, _ = trainer.restore_for_eval(cfg, str(tmp_path / 'a'))
-  b, _ = trainer.restore_for_eval(cfg, str(tmp_path / 'b'))
+  a, b = method_runs.train_straight_and_resumed(cfg, tmp_path)
   assert len(a.learner.extra_variables) == 2  # w and b of the head
   for x, y in zip(a.learner.variables, b.learner.variables):
     np.testing.assert_array_equal(x.numpy(), y.numpy())

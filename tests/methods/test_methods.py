@@ -30,12 +30,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 RECORDED = json.loads(method_runs.FIXTURE.read_text())
 
 
-@pytest.fixture(scope='session')
-def sources(tmp_path_factory):
-  """The synthetic image sources, made once per test process."""
-  return method_runs.make_sources(tmp_path_factory.mktemp('method_sources'))
-
-
 @pytest.mark.parametrize('case', method_runs.CASES)
 def test_first_iterations_are_bit_identical_to_the_recorded_ones(case, request, tmp_path,
                                                                   monkeypatch):

@@ -219,16 +219,11 @@ def test_relation_options_belong_to_relation_rows():
     experiments.get('omniglot_5way_1shot_protonet').replace(relation_clip_norm=None)
 
 
-@pytest.fixture(scope='module')
-def omniglot_source(tmp_path_factory):
-  return method_runs.make_sources(tmp_path_factory.mktemp('relation_sources'))['omniglot']
-
-
-def test_a_resumed_run_continues_exactly(omniglot_source, tmp_path, monkeypatch):
+def test_a_resumed_run_continues_exactly(sources, tmp_path, monkeypatch):
   """The relation module (extras) and Adam's state come back: 2 + 2 iterations equal 4."""
   monkeypatch.setenv(image_datasets.TFDS_DIR_ENV, str(tmp_path / 'tfds'))
   cfg = experiments.get('omniglot_5way_1shot_relation').replace(
-      data_dir=omniglot_source, num_filters=4, query_size=2, val_every=0, metatrain_iterations=4,
+      data_dir=sources['omniglot'], num_filters=4, query_size=2, val_every=0, metatrain_iterations=4,
       checkpoint_every=2, print_every=2, summary_every=2)
   a, b = method_runs.train_straight_and_resumed(cfg, tmp_path)
   assert len(a.learner.extra_variables) == len(a.learner.relation.trainable_variables) == 10

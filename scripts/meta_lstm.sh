@@ -5,7 +5,7 @@
 #
 # Usage: bash scripts/meta_lstm.sh [--quick] [--logdir=DIR] [--data_miniimagenet=DIR]
 #   (the data flag as scripts/anil.sh; --quick: 20 iterations, 10 test tasks per K)
-# The official 75,000 / 50,000 episodes take about a day / several days on a 2-core CPU
+# The official 75,000 / 50,000 episodes take about a day each on a 2-core CPU
 # (--metatrain_iterations=N stops earlier). Runs resume.
 source "$(dirname "$0")/lib.sh"
 parse_args "$@"

@@ -566,6 +566,44 @@ EXPERIMENTS.update({c.name: c for c in (
          **_RELATION_FIELDS, num_filters=64, query_size=10, eval_shots=(5,),
          published=(Published(5, 0, 65.32, 0.70, _RELATION),)),
 )})
+
+# --- The meta-learner LSTM (Ravi & Larochelle 2017) ---------------------------------------------------
+
+_META_LSTM = ('Ravi & Larochelle 2017 (ICLR) Table 1, as paper Table 1; settings of the official '
+              'code twitter-research/meta-learning-lstm (config/lstm/train-imagenet-{1,5}shot.lua)')
+_META_LSTM_CHOICES = (
+    'learner: the MAML row\'s conv4 (32 filters, max-pool), its batch norm (beta only, eps 1e-3, '
+    'the statistics of each batch at training and test); the official learner\'s batch norm also '
+    'learns gamma and predicts meta-test queries with running statistics (momentum 0.9 / 0.95) '
+    'gathered over the support-set updates (docs/meta-lstm.md#decisions)',
+    'meta-learner as the official code: layer 1 an LSTM of 20 units on the preprocessed (p = 10) '
+    'loss and gradient, the cI cell over every learner parameter (batch norm\'s beta too), '
+    'weights U(-0.01, 0.01), b_F ~ U(4, 5), b_I ~ U(-5, -4); its gates read back i_{t-1}, f_{t-1} '
+    'as the paper (the official code reads their pre-sigmoid values: '
+    '--meta_lstm_gate_input=logit)',
+    'the learner\'s mean cross-entropy on the whole support set at each update (the official '
+    'batch sizes 5 / 25 are the support sets), its gradient divided by the support size once '
+    'more as the official feval; loss and gradient are inputs (tf.stop_gradient, no second '
+    'derivatives, as the paper)',
+    'Adam 1e-3, the meta-gradient clipped to global norm 0.25, one episode per update, 15 queries '
+    'per class, 75,000 (1-shot) / 50,000 (5-shot) episodes: the official settings',
+    'model selection on 600 validation tasks every 2,000 iterations at the reported step (the '
+    'official code validates 100 episodes every 1,000 and tests its last snapshot)',
+    'tested on the MAML rows\' 600 test tasks with K queries per class, predicted in one batch '
+    '(the official test: 15 queries per class, --test_query_size=15)',
+)
+_META_LSTM_FIELDS = dict(method='meta_lstm', meta_batch_size=1, meta_lr=1e-3, meta_grad_clip=None,
+                         query_size=15)
+EXPERIMENTS.update({c.name: c for c in (
+    _row('miniimagenet_5way_1shot', 'miniimagenet_5way_1shot_meta_lstm', _META_LSTM,
+         _META_LSTM_CHOICES, **_META_LSTM_FIELDS, num_updates=12, test_num_updates=12,
+         report_step=12, metatrain_iterations=75_000, eval_shots=(1,),
+         published=(Published(1, 12, 43.44, 0.77, _R_AND_L),)),
+    _row('miniimagenet_5way_5shot', 'miniimagenet_5way_5shot_meta_lstm', _META_LSTM,
+         _META_LSTM_CHOICES, **_META_LSTM_FIELDS, num_updates=8, test_num_updates=8,
+         report_step=8, metatrain_iterations=50_000, eval_shots=(5,),
+         published=(Published(5, 8, 60.60, 0.71, _R_AND_L),)),
+)})
 METHOD_ROWS = {
     'reptile': ('omniglot_5way_reptile', 'miniimagenet_5way_reptile'),
     'meta_sgd': ('omniglot_5way_1shot_meta_sgd', 'miniimagenet_5way_1shot_meta_sgd',
@@ -584,6 +622,7 @@ METHOD_ROWS = {
     'relation': ('omniglot_5way_1shot_relation', 'omniglot_5way_5shot_relation',
                  'omniglot_20way_1shot_relation', 'omniglot_20way_5shot_relation',
                  'miniimagenet_5way_1shot_relation', 'miniimagenet_5way_5shot_relation'),
+    'meta_lstm': ('miniimagenet_5way_1shot_meta_lstm', 'miniimagenet_5way_5shot_meta_lstm'),
 }
 _FAMILY = {row for rows in METHOD_ROWS.values() for row in rows}
 OMNIGLOT_ROWS = tuple(n for n, c in EXPERIMENTS.items()
@@ -599,7 +638,7 @@ COMPARE_ROWS = {
                      'miniimagenet_5way_1shot_anil', 'miniimagenet_5way_1shot_meta_sgd',
                      'miniimagenet_5way_1shot_maml_plus_plus', 'miniimagenet_5way_reptile',
                      'miniimagenet_5way_1shot_protonet', 'miniimagenet_5way_1shot_matching',
-                     'miniimagenet_5way_1shot_relation'),
+                     'miniimagenet_5way_1shot_relation', 'miniimagenet_5way_1shot_meta_lstm'),
 }
 
 # Named groups the scripts and the report use: the figures show the first three; the table adds

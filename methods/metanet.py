@@ -69,6 +69,21 @@ def cosine(keys: tf.Tensor, memory: tf.Tensor, eps: float = 1e-6) -> tf.Tensor:
   return dots / tf.sqrt(norms + eps)
 
 
+def read(keys: tf.Tensor, memory_keys: tf.Tensor, memory: list) -> list[tf.Tensor]:
+  """The memory read of every query: W*_q = sum_i a_qi W*_i, a_q = softmax_i cos(r_q, r'_i).
+
+  keys r [Q, D], memory_keys r' [M, D], memory: the fast weights of each slot, [M, *shape] per
+  kernel -> [Q, *shape] per kernel."""
+  attention = tf.nn.softmax(cosine(keys, memory_keys), -1)       # [Q, M]
+  return [tf.tensordot(attention, slot, 1) for slot in memory]
+
+
+def chunk_means(g: tf.Tensor, chunks: int) -> tf.Tensor:
+  """Per-example gradients [M, *shape] -> the mean gradient of each of `chunks` equal chunks of
+  consecutive examples [T, *shape] (the gradient of the chunk's mean loss, official embed_key)."""
+  return tf.reduce_mean(tf.reshape(g, tf.concat([[chunks, -1], tf.shape(g)[1:]], 0)), 1)
+
+
 def conv(h: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
   """3x3 SAME convolution of h [M, H, W, C] with one kernel [3, 3, C, F] for all, or with a kernel
   per example [M, 3, 3, C, F] (a grouped convolution: example m is group m)."""
@@ -216,7 +231,7 @@ class MetaNetLearner:
                                                                    logits=self.head(tiled, h)))
     return [tf.stop_gradient(g) for g in tape.gradient(loss, tiled)]
 
-  def _generate(self, gradients: list, recurrent: bool) -> list[tf.Tensor]:
+  def generate(self, gradients: list, recurrent: bool) -> list[tf.Tensor]:
     """Fast weights from gradients [B, *shape] each (B: examples for m, chunks for d): m -> [B,
     *shape] per kernel, d -> [*shape] (the LSTM reads the B chunks in order)."""
     out = []
@@ -243,15 +258,11 @@ class MetaNetLearner:
     hu_s, hu_q = self.body(self.u, support_x), self.body(self.u, query_x)
     # Task-level fast weights of u: d reads the mean gradient of each of T equal chunks.
     per_example = self.example_gradients(q, hu_s, y)[:-1]       # fc2 (u's classifier): no key
-    chunked = [tf.reduce_mean(tf.reshape(g, tf.concat([[self.chunks, -1], tf.shape(g)[1:]], 0)), 1)
-               for g in per_example]
-    q_fast = self._generate(chunked, recurrent=True)
+    q_fast = self.generate([chunk_means(g, self.chunks) for g in per_example], recurrent=True)
     memory_keys = self.head(q, hu_s, q_fast, key=True)          # r'_i [M, H]
     keys = self.head(q, hu_q, q_fast, key=True)                 # r [Q, H]
-    memory = self._generate(self.example_gradients(w, hb_s, y), recurrent=False)  # W*_i [M, ...]
-    attention = tf.nn.softmax(cosine(keys, memory_keys), -1)    # [Q, M]
-    fast = [tf.tensordot(attention, slot, 1) for slot in memory]  # [Q, *shape]
-    return self.head(w, hb_q, fast)
+    memory = self.generate(self.example_gradients(w, hb_s, y), recurrent=False)  # W*_i [M, ...]
+    return self.head(w, hb_q, read(keys, memory_keys, memory))
 
   def logits(self, support_x: tf.Tensor, support_y: tf.Tensor, query_x: tf.Tensor) -> tf.Tensor:
     """[T, N*Q, N] for T tasks, each on its own."""

@@ -85,6 +85,8 @@ CASES: dict[str, tuple[str, dict]] = {
                                                     query_size=2)),
     'relation': ('omniglot_5way_1shot_relation', dict(_IMAGE, metatrain_iterations=3, val_every=3,
                                                       query_size=2)),
+    'metanet': ('omniglot_5way_1shot_metanet', dict(_IMAGE, metatrain_iterations=3, val_every=3,
+                                                    query_size=2, metanet_hidden=4)),
     'finetune': ('miniimagenet_5way_1shot_finetune', dict(
         _IMAGE, pretrain_iterations=3, meta_batch_size=8, test_num_updates=2, report_step=2,
         num_tune_tasks=2)),

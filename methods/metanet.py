@@ -187,10 +187,10 @@ class MetaNetLearner:
   def body(self, net: keras.Model, x: tf.Tensor) -> tf.Tensor:
     """The slow-only blocks of `net` on one batch: x [M, H, W, C] -> [M, h, w, F] (x itself if
     every block is augmented)."""
-    h = x
+    h, names = x, {layer.name for layer in net.layers}
     for i in range(BLOCKS - self.fast_convs):
       h = net.get_layer(f'conv{i}')(h)
-      if f'norm{i}' in [layer.name for layer in net.layers]:
+      if f'norm{i}' in names:
         h = net.get_layer(f'norm{i}')(h)
       h = pool(tf.nn.relu(h))
     return h
@@ -235,7 +235,7 @@ class MetaNetLearner:
     """Fast weights from gradients [B, *shape] each (B: examples for m, chunks for d): m -> [B,
     *shape] per kernel, d -> [*shape] (the LSTM reads the B chunks in order)."""
     out = []
-    for i, g in enumerate(gradients):
+    for g in gradients:
       kind = 'conv' if g.shape.rank == 5 else 'dense'
       shape = tf.shape(g)
       x = log_and_sign(g)                                   # [B, *shape, 2]

@@ -604,6 +604,55 @@ EXPERIMENTS.update({c.name: c for c in (
          report_step=8, metatrain_iterations=50_000, eval_shots=(5,),
          published=(Published(5, 8, 60.60, 0.71, _R_AND_L),)),
 )})
+
+# --- Meta Networks (Munkhdalai & Yu 2017) ------------------------------------------------------------
+
+_METANET = ('Munkhdalai & Yu 2017 (ICML), as quoted by secondary sources (unverified against the '
+            'paper\'s tables); settings of the official Chainer code tsendeemts/metanet')
+_METANET_CHOICES = (
+    'networks (methods/metanet.py): b and u are this repository\'s max-pooling conv4 + FC 1 (H, '
+    'ReLU) + FC 2 (N), not the official 5 conv blocks; the last metanet_fast_convs conv blocks and '
+    'both FCs are layer-augmented, without bias or normalization, as the official augmented layers '
+    '(docs/metanet.md#decisions)',
+    'meta learner as the official code: per-example support gradients of b -> MLP m (2-20-20-1) '
+    '-> memory of fast weights; representation-loss gradients of u on 5 equal chunks of the '
+    'support set -> LSTM d (20 units) -> u\'s fast weights; log-and-sign preprocessing with k = 7; '
+    'gradients enter as inputs (no second derivatives); attention softmax of cosine similarity',
+    'objective: the query cross-entropy summed over the task\'s queries (official x_loss), Adam '
+    '1e-3, meta-gradient clipped to global norm 10 (official GradientClipping(10)), one episode '
+    'per update',
+    'the MAML rows\' episodes and 600 test tasks with K queries per class; model selection on '
+    'validation tasks (the official scripts report the test accuracy of the best dev epoch)',
+    _MODEL_SELECTION_CHOICE)
+_METANET_OMNIGLOT = _METANET_CHOICES + (
+    'Omniglot: every block layer-augmented and no normalization (official MetaNetFull), FC 1 of '
+    '64 units (the official width), 10 queries per class at training (official)',
+    'iterations that fit about 3 hours on 2 CPU cores (5-way 10,000 at ~0.9 s, 20-way 2,000 at '
+    '~5 s), since the paper\'s count is not in the reference and the official loop runs until '
+    'stopped; --metatrain_iterations (docs/metanet.md#decisions)', _OMNI_SPLIT_CHOICE)
+_METANET_MINI = _METANET_CHOICES + (
+    'MiniImagenet: trains 5-way, as it tests (the official script trains 10-way and tests 5-way '
+    'with a second, untrained output layer; and its test generator draws 3 support images per '
+    'class): the episodes here have one N (docs/metanet.md#decisions)',
+    'MiniImagenet: the last 2 conv blocks layer-augmented (official MetaNetPartial: the last 2 '
+    'of 5), the first 2 with batch norm; FC 1 of 64 units, not the official 288 (conv4 features '
+    'are 800-d, and 800 x 800 fast weights per support example do not fit a CPU); 15 queries per '
+    'class at training (official); 3,000 iterations (~3.4 s each on 2 CPU cores: about 3 hours), '
+    'validated on 600 tasks every 1,000 (docs/metanet.md#decisions)')
+_METANET_FIELDS = dict(method='metanet', **_METRIC_FIELDS, meta_batch_size=1, meta_lr=1e-3,
+                       meta_grad_clip=None, max_pool=True, eval_shots=(1,))
+EXPERIMENTS.update({c.name: c for c in (
+    _row('omniglot_5way_1shot', 'omniglot_5way_1shot_metanet', _METANET, _METANET_OMNIGLOT,
+         **_METANET_FIELDS, norm='None', query_size=10, metatrain_iterations=10_000,
+         published=(Published(1, 0, 98.95, None, _METANET),)),
+    _row('omniglot_20way_1shot', 'omniglot_20way_1shot_metanet', _METANET, _METANET_OMNIGLOT,
+         **_METANET_FIELDS, norm='None', query_size=10, metatrain_iterations=2_000,
+         published=(Published(1, 0, 97.00, None, _METANET),)),
+    _row('miniimagenet_5way_1shot', 'miniimagenet_5way_1shot_metanet', _METANET, _METANET_MINI,
+         **_METANET_FIELDS, metanet_fast_convs=2, query_size=15, metatrain_iterations=3_000,
+         val_every=1000,
+         published=(Published(1, 0, 49.21, 0.96, _METANET),)),
+)})
 METHOD_ROWS = {
     'reptile': ('omniglot_5way_reptile', 'miniimagenet_5way_reptile'),
     'meta_sgd': ('omniglot_5way_1shot_meta_sgd', 'miniimagenet_5way_1shot_meta_sgd',
@@ -623,6 +672,8 @@ METHOD_ROWS = {
                  'omniglot_20way_1shot_relation', 'omniglot_20way_5shot_relation',
                  'miniimagenet_5way_1shot_relation', 'miniimagenet_5way_5shot_relation'),
     'meta_lstm': ('miniimagenet_5way_1shot_meta_lstm', 'miniimagenet_5way_5shot_meta_lstm'),
+    'metanet': ('omniglot_5way_1shot_metanet', 'omniglot_20way_1shot_metanet',
+                'miniimagenet_5way_1shot_metanet'),
 }
 _FAMILY = {row for rows in METHOD_ROWS.values() for row in rows}
 OMNIGLOT_ROWS = tuple(n for n, c in EXPERIMENTS.items()
@@ -633,12 +684,14 @@ MINIIMAGENET_ROWS = tuple(n for n, c in EXPERIMENTS.items()
 COMPARE_ROWS = {
     'omniglot': ('omniglot_5way_1shot', 'omniglot_5way_1shot_meta_sgd', 'omniglot_5way_1shot_maml_plus_plus',
                  'omniglot_5way_reptile', 'omniglot_5way_1shot_protonet', 'omniglot_5way_1shot_matching',
-                 'omniglot_5way_1shot_siamese', 'omniglot_5way_1shot_relation'),
+                 'omniglot_5way_1shot_siamese', 'omniglot_5way_1shot_relation',
+                 'omniglot_5way_1shot_metanet'),
     'miniimagenet': ('miniimagenet_5way_1shot', 'miniimagenet_5way_1shot_first_order',
                      'miniimagenet_5way_1shot_anil', 'miniimagenet_5way_1shot_meta_sgd',
                      'miniimagenet_5way_1shot_maml_plus_plus', 'miniimagenet_5way_reptile',
                      'miniimagenet_5way_1shot_protonet', 'miniimagenet_5way_1shot_matching',
-                     'miniimagenet_5way_1shot_relation', 'miniimagenet_5way_1shot_meta_lstm'),
+                     'miniimagenet_5way_1shot_relation', 'miniimagenet_5way_1shot_meta_lstm',
+                     'miniimagenet_5way_1shot_metanet'),
 }
 
 # Named groups the scripts and the report use: the figures show the first three; the table adds

@@ -9,6 +9,8 @@ One module per method family, each holding its algorithm, its options and its Me
   metric.py       Prototypical and Matching networks (`MetricLearner`)
   siamese.py      Siamese networks (`SiameseLearner`: weighted L1 similarity of image pairs)
   relation.py     Relation networks (`RelationLearner`: a learned relation module)
+  metanet.py      Meta Networks (`MetaNetLearner`: fast weights from support gradients, read by
+                  attention over a memory)
   baselines.py    the paper's classifier baselines: fine-tuning and nearest neighbour
 
 A method is a `Method` subclass registered under the name a row selects it by: `Config.baseline`

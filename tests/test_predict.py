@@ -31,6 +31,7 @@ METHOD_ROWS = {
     'nearest_neighbor': 'miniimagenet_5way_1shot_nearest_neighbor',
     'siamese': 'omniglot_5way_1shot_siamese', 'relation': 'omniglot_5way_1shot_relation',
     'meta_lstm': 'miniimagenet_5way_1shot_meta_lstm',
+    'metanet': 'omniglot_5way_1shot_metanet',
 }
 HANDDRAWN = ROOT / 'examples' / 'handdrawn'
 COMMITTED = ('--experiment=omniglot_5way_1shot_noconv', f'--logdir={ROOT / "results"}')
@@ -45,8 +46,9 @@ def test_every_registered_method_is_covered():
 def test_every_method_adapts_and_gives_probabilities(key):
   """make_predict_fn on random inputs: [T, Q, N] probabilities; each query is predicted with the
   support set only (non-transductive), so its answer does not depend on the other queries."""
-  # Relation networks score a task's queries together (their evaluation refuses the other way).
-  alone_too = key != 'relation'
+  # Relation networks score a task's queries together (their evaluation refuses the other way);
+  # so do Meta Networks' rows (their bodies may batch-normalize the queries together).
+  alone_too = key not in ('relation', 'metanet')
   cfg = experiments.get(METHOD_ROWS[key]).replace(num_filters=4, transductive=not alone_too)
   setup = trainer.build(cfg)
   steps = cfg.report_step if setup.method.inner_loop else 0

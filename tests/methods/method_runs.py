@@ -88,6 +88,8 @@ CASES: dict[str, tuple[str, dict]] = {
     'meta_lstm': ('miniimagenet_5way_1shot_meta_lstm', dict(
         _IMAGE, metatrain_iterations=3, val_every=3, query_size=2, num_updates=2,
         test_num_updates=2, report_step=2)),
+    'metanet': ('omniglot_5way_1shot_metanet', dict(_IMAGE, metatrain_iterations=3, val_every=3,
+                                                    query_size=2, metanet_hidden=4)),
     'finetune': ('miniimagenet_5way_1shot_finetune', dict(
         _IMAGE, pretrain_iterations=3, meta_batch_size=8, test_num_updates=2, report_step=2,
         num_tune_tasks=2)),

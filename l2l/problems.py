@@ -2,7 +2,7 @@
 
 A problem draws instances: `sample(rng, steps)` gives an `Instance` with the starting point theta_0
 [D], the function's constants (the quadratic's W and y) and the data of each step t = 0..steps (the
-MNIST minibatches; none for the quadratic). `loss(theta, consts, data_t)` is f(theta) at step t.
+rows of the MNIST minibatches; none for the quadratic). `loss(theta, consts, data_t)` is f(theta) at step t.
 Every optimizer compared on an instance sees the same theta_0, function and minibatches.
 """
 
@@ -62,21 +62,23 @@ class MnistMLP:
   """The paper's MNIST optimizee (§3.2): an MLP 784 -> hidden sigmoid units -> 10 logits, mean
   cross-entropy of one minibatch of `batch_size` images per step, drawn at random (with replacement,
   as the official code) from `images` [N, 784] in [0, 1] with `labels` [N]. theta = (W1, b1, W2, b2)
-  flattened; theta_0 ~ N(0, 0.01^2) entrywise (the official code's initializers)."""
+  flattened; theta_0 ~ N(0, 0.01^2) entrywise (the official code's initializers). An instance holds
+  its minibatches' rows [steps + 1, batch_size], not the images (100 instances of 101 minibatches
+  would take 4 GB)."""
 
   def __init__(self, images: np.ndarray, labels: np.ndarray, hidden: int = 20,
                batch_size: int = 128, init_std: float = 0.01):
-    self.images = images.reshape(len(images), -1).astype(np.float32)
-    self.labels = labels.astype(np.int32)
+    self.images = tf.constant(images.reshape(len(images), -1), tf.float32)
+    self.labels = tf.constant(labels, tf.int32)
     self.hidden, self.batch_size, self.init_std = hidden, batch_size, init_std
-    inputs = self.images.shape[1]
+    inputs = int(self.images.shape[1])
     self.shapes = ((inputs, hidden), (hidden,), (hidden, 10), (10,))
     self.num_params = sum(int(np.prod(s)) for s in self.shapes)
 
   def sample(self, rng: np.random.Generator, steps: int) -> Instance:
     theta0 = rng.normal(0.0, self.init_std, self.num_params).astype(np.float32)
-    index = rng.integers(0, len(self.images), (steps + 1, self.batch_size))
-    return Instance(theta0, (), (self.images[index], self.labels[index]))
+    rows = rng.integers(0, int(self.images.shape[0]), (steps + 1, self.batch_size)).astype(np.int32)
+    return Instance(theta0, (), (rows,))
 
   def unflatten(self, theta: tf.Tensor) -> list[tf.Tensor]:
     sizes = [int(np.prod(s)) for s in self.shapes]
@@ -84,7 +86,8 @@ class MnistMLP:
 
   def loss(self, theta: tf.Tensor, consts: tuple, data_t: tuple) -> tf.Tensor:
     del consts
-    x, y = data_t
+    (rows,) = data_t
+    x, y = tf.gather(self.images, rows), tf.gather(self.labels, rows)
     w1, b1, w2, b2 = self.unflatten(theta)
     logits = tf.sigmoid(x @ w1 + b1) @ w2 + b2
     return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))

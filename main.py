@@ -8,6 +8,7 @@ Flag names are the original code's (cbfinn/maml), so its commands work unchanged
   python main.py --datasource=sinusoid --metatrain_iterations=70000 --norm=None --update_batch_size=10
   python main.py --experiment=sinusoid_maml --benchmark          # it/s, compile time, peak memory
   python main.py --report=sinusoid --logdir=logs/sinusoid        # Fig. 2, 3/6 and App. C Table 2
+  python main.py --experiment=l2l_quadratic                      # the LSTM optimizer: meta-train, evaluate
   python main.py --datasource=folder --data_dir=DIR              # meta-train on a folder of classes
   python main.py --experiment=omniglot_5way_1shot_noconv --logdir=results --predict \
       --support_dir=examples/handdrawn/support --query=examples/handdrawn/query   # adapt, classify

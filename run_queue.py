@@ -16,7 +16,8 @@ results/<row>/ holds
   run.json      row, iterations trained and targeted, the selection rule, the tested checkpoint, the
                 commands that train and re-evaluate it, done or not
   config.json   the run's resolved config (without the machine's data_dir)
-  results/      the result JSONs as trainer.evaluate / rl.trainer.evaluate_rl wrote them
+  results/      the result JSONs as trainer.evaluate / rl.trainer.evaluate_rl / l2l.trainer.evaluate
+                wrote them
   validation.csv, train.csv   the validation curve (rows that validate) and the training curve
   model/        the tested model's weights only (a TensorFlow checkpoint, no optimizer state):
                 `python main.py --experiment=<row> --train=False --test_set=True --logdir=results`
@@ -202,10 +203,11 @@ def save_snapshot(results_dir: str, row: str, run_dir: str) -> int:
 
 def _drop_data_dir(path: str) -> None:
   """Where one machine kept the data says nothing about the run (a runtime field; resume and
-  evaluation take --data_dir)."""
+  evaluation take --data_dir, the learned-optimizer MNIST row --mnist_path)."""
   if os.path.exists(path):
     config = utils.read_json(path)
     config.pop('data_dir', None)
+    config.pop('mnist_path', None)
     utils.write_json(path, config)
 
 

@@ -266,6 +266,10 @@ def test_mnist_row_trains_and_evaluates_on_a_synthetic_npz(tmp_path):
   assert np.isfinite(r['optimizers']['lstm']['final'])
   # about log(10) at the start: a network of N(0, 0.01^2) weights guesses uniformly
   np.testing.assert_allclose(r['optimizers']['lstm']['mean'][0], math.log(10), rtol=0.05)
+  # the export leaves this machine's path out and says which flag evaluates it
+  info = run_queue.export(str(tmp_path / 'results'), 'l2l_mnist', str(tmp_path / 'run'))
+  assert 'mnist_path' not in json.loads((tmp_path / 'results' / 'l2l_mnist' / 'config.json').read_text())
+  assert info['evaluate_command'].endswith('--mnist_path=FILE')
 
 
 # --- the rows and the command line -----------------------------------------------------------------

@@ -298,6 +298,12 @@ def test_flags_reach_the_row_and_name_the_run():
     main.FLAGS(['main.py', '--experiment=l2l_quadratic', '--update_lr=0.3'])
     with pytest.raises(ConfigError, match='--update_lr: not read by the learned-optimizer row'):
       main.resolve_l2l()
+  with flagsaver.flagsaver():  # an optimizer classifies nothing: predict.py is refused
+    main.FLAGS.unparse_flags()
+    main.FLAGS(['main.py', '--experiment=l2l_quadratic', '--predict', '--support_dir=S', '--query=Q'])
+    main._check_predict_flags()
+    with pytest.raises(ConfigError, match='--predict --support_dir --query: not read by the learned-'):
+      main.resolve_l2l()
   with flagsaver.flagsaver():
     main.FLAGS.unparse_flags()
     main.FLAGS(['main.py', '--experiment=sinusoid_maml', '--output_scale=1.0'])

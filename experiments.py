@@ -840,10 +840,11 @@ class L2LConfig:
       None, 'MNIST rows: Keras\' mnist.npz (x_train, y_train, x_test, y_test).', flag=True)
   mnist_hidden: int = 20              # sigmoid units of the MNIST MLP
   mnist_batch_size: int = 128
-  # Evaluation: every optimizer on the same test_problems instances (drawn with test_seed); each
-  # baseline's learning rate is the one of lr_grid with the lowest mean loss over steps 0..T on
-  # tune_problems other instances (tune_seed; MNIST: training images), never the test problems.
-  baselines: tuple[str, ...] = ('sgd', 'rmsprop', 'adam', 'nag')
+  # Evaluation: every optimizer on the same test_problems instances (drawn with test_seed); the
+  # learning rate of each baseline of compared_with is the one of lr_grid with the lowest mean loss
+  # over steps 0..T on tune_problems other instances (tune_seed; MNIST: training images), never on
+  # the test problems.
+  compared_with: tuple[str, ...] = ('sgd', 'rmsprop', 'adam', 'nag')
   lr_grid: tuple[float, ...] = _L2L_LR_GRID
   test_problems: int = config.option(100, 'Test problems of the evaluation.', flag='num_test_tasks')
   test_seed: int = 1
@@ -857,7 +858,7 @@ class L2LConfig:
   choices: tuple[str, ...] = ()
 
   RUNTIME_FIELDS = ('iterations', 'checkpoint_every', 'print_every', 'mnist_path', 'test_problems',
-                    'test_seed', 'tune_problems', 'tune_seed', 'lr_grid', 'baselines')
+                    'test_seed', 'tune_problems', 'tune_seed', 'lr_grid', 'compared_with')
 
   @property
   def selection_rule(self) -> str:
@@ -893,8 +894,8 @@ class L2LConfig:
         bad(field, 'must be a positive number')
     if not self.lr_grid or any(not lr > 0 for lr in self.lr_grid):
       bad('lr_grid', 'must hold positive learning rates')
-    if set(self.baselines) - {'sgd', 'rmsprop', 'adam', 'nag'}:
-      bad('baselines', 'may hold sgd, rmsprop, adam, nag only')
+    if set(self.compared_with) - {'sgd', 'rmsprop', 'adam', 'nag'}:
+      bad('compared_with', 'may hold sgd, rmsprop, adam, nag only')
     if self.tune_seed == self.test_seed:
       bad('tune_seed', 'must differ from test_seed: learning rates are never tuned on the test problems')
     if self.problem != 'mnist' and self.mnist_path is not None:

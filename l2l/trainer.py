@@ -223,7 +223,7 @@ def evaluate(cfg: L2LConfig, run_dir: str, test_iter: int = -1) -> dict:
   test_set = _instances(test_problem, cfg.test_seed, _TEST, cfg.test_problems, steps)
   optimizers = {}
   optimizers[LSTM] = {'losses': run_losses(problems.make_optimize(test_problem, net, steps), test_set)}
-  for name in cfg.baselines:
+  for name in cfg.compared_with:
     lr, scores = tune(tune_problem, name, cfg.lr_grid, tune_set, steps)
     logging.info('%s: learning rate %g (mean loss on %d tuning problems: %s)', name, lr,
                  cfg.tune_problems, ', '.join(f'{k:g}: {v:.4g}' for k, v in scores.items()))

@@ -192,5 +192,5 @@ def experiments_table() -> str:
                  f'{f"preprocessed (p = {cfg.preprocess_p:g})" if cfg.preprocess else "gradient"} | '
                  f'{cfg.output_scale:g} | {cfg.meta_lr:g} | {cfg.iterations:,} | '
                  f'{cfg.optimization_steps} ({cfg.unroll}) | {cfg.test_problems} | '
-                 f'{", ".join(cfg.baselines)} ({cfg.tune_problems} problems) |')
+                 f'{", ".join(cfg.compared_with)} ({cfg.tune_problems} problems) |')
   return '\n'.join(lines) + '\n'

@@ -5,6 +5,7 @@ main.py's dispatch end to end on a small quadratic row."""
 import csv
 import json
 import math
+import pathlib
 import subprocess
 import sys
 
@@ -21,7 +22,8 @@ from l2l import problems
 from l2l import trainer as l2l_trainer
 import main
 import run_queue
-from conftest import ROOT
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def small(name='l2l_quadratic', **changes):
@@ -280,7 +282,7 @@ def test_rows_validate_and_refuse_bad_settings():
   for changes, message in ((dict(unroll=30), 'must divide'), (dict(tune_seed=row.test_seed), 'never tuned'),
                            (dict(mnist_path='x.npz'), 'MNIST rows only'),
                            (dict(quadratic_init='normal'), 'is not one of'),
-                           (dict(baselines=('sgd', 'adagrad')), 'may hold')):
+                           (dict(compared_with=('sgd', 'adagrad')), 'may hold')):
     with pytest.raises(ConfigError, match=message):
       row.replace(**changes)
 

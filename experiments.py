@@ -899,6 +899,169 @@ RL_EXPERIMENTS: dict[str, RLConfig] = {c.name: c for c in (
 )}
 
 
+# --- Learning to learn by gradient descent by gradient descent (Andrychowicz et al. 2016) -----------
+
+L2L_PROBLEMS = ('quadratic', 'mnist')
+_L2L_PAPER = 'Andrychowicz et al. 2016 (NeurIPS), arXiv 1606.04474'
+# Half-decades around AdrienLE's grid (1 .. 1e-5), widened to 100: f averages 128 functions, so the
+# quadratic's gradients are small and plain SGD wants rates above 1.
+_L2L_LR_GRID = (100.0, 30.0, 10.0, 3.0, 1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001, 3e-4, 1e-4, 3e-5, 1e-5)
+
+
+@dataclasses.dataclass(frozen=True)
+class L2LConfig:
+  """One learned-optimizer experiment: meta-train the LSTM optimizer on a family of problems, then
+  compare it with tuned hand-designed optimizers on fresh test problems (paper Fig. 2, 3)."""
+  name: str
+  problem: str                        # 'quadratic' | 'mnist' (L2L_PROBLEMS)
+  seed: int = config.option(0, 'Seed of phi_0 and of the meta-training problems.', flag=True)
+  # The optimizer m(g; phi).
+  hidden: tuple[int, ...] = (20, 20)  # LSTM layers, shared by every coordinate
+  preprocess: bool = config.option(
+      True, 'LSTM optimizer input: the gradient preprocessed as (log|g|/p, sign g) or (-1, e^p g) '
+      '(paper App. A) if True, the raw gradient if False.', flag=True)
+  preprocess_p: float = 10.0          # p of the preprocessing
+  output_scale: float = config.option(
+      0.1, 'LSTM optimizer: the factor of its linear output (the update is scale * W h + b).',
+      flag=True)
+  # Meta-training: Adam on the sum of the optimizee's losses, truncated BPTT.
+  iterations: int = config.option(
+      2000, 'Meta-training optimizations (each optimizes a fresh problem for optimization_steps '
+      'steps, one Adam step on phi per unroll).', flag='metatrain_iterations')
+  meta_lr: float = config.option(0.003, 'Adam learning rate of phi.', flag=True)
+  optimization_steps: int = 100       # T, the steps of one optimization (training and test)
+  unroll: int = 20                    # truncated BPTT: one meta-gradient step every `unroll` steps
+  second_derivatives: bool = config.option(
+      False, 'LSTM optimizer: backpropagate through the optimizee\'s gradient too (the paper and '
+      'this repo drop these second derivatives).', flag=True)
+  # Problems.
+  quadratic_dims: int = 10
+  quadratic_functions: int = 128      # functions per problem (one batch)
+  quadratic_init: str = config.option(
+      'uniform', 'Quadratic problems: W and y uniform on [0, 1) (official code) or gaussian (the '
+      'paper\'s text).', flag=True, choices=('uniform', 'gaussian'))
+  mnist_path: str | None = config.option(
+      None, 'MNIST rows: Keras\' mnist.npz (x_train, y_train, x_test, y_test).', flag=True)
+  mnist_hidden: int = 20              # sigmoid units of the MNIST MLP
+  mnist_batch_size: int = 128
+  # Evaluation: every optimizer on the same test_problems instances (drawn with test_seed); the
+  # learning rate of each baseline of compared_with is the one of lr_grid with the lowest mean loss
+  # over steps 0..T on tune_problems other instances (tune_seed; MNIST: training images), never on
+  # the test problems.
+  compared_with: tuple[str, ...] = ('sgd', 'rmsprop', 'adam', 'nag')
+  lr_grid: tuple[float, ...] = _L2L_LR_GRID
+  test_problems: int = config.option(100, 'Test problems of the evaluation.', flag='num_test_tasks')
+  test_seed: int = 1
+  tune_problems: int = 20
+  tune_seed: int = 2
+  # Runtime.
+  checkpoint_every: int = config.option(50, 'Iterations between checkpoints.', flag=True)
+  print_every: int = config.option(10, 'Iterations between progress lines.', flag=True)
+  # Provenance: the paper gives curves, no numbers.
+  source: str = _L2L_PAPER
+  choices: tuple[str, ...] = ()
+
+  RUNTIME_FIELDS = ('iterations', 'checkpoint_every', 'print_every', 'mnist_path', 'test_problems',
+                    'test_seed', 'tune_problems', 'tune_seed', 'lr_grid', 'compared_with')
+
+  @property
+  def selection_rule(self) -> str:
+    return 'the last meta-training iteration (the LSTM optimizer is not validated)'
+
+  def replace(self, **changes) -> 'L2LConfig':
+    names = {f.name for f in dataclasses.fields(self)}
+    unknown = sorted(set(changes) - names)
+    if unknown:
+      raise ConfigError(f'unknown config field(s) for an L2L row: {", ".join(unknown)}')
+    return dataclasses.replace(self, **changes).validate()
+
+  def validate(self) -> 'L2LConfig':
+    def bad(field, why):
+      raise ConfigError(f'{self.name}: {field}={getattr(self, field)!r} {why}')
+    if self.problem not in L2L_PROBLEMS:
+      bad('problem', f'is not one of {L2L_PROBLEMS}')
+    if self.quadratic_init not in ('uniform', 'gaussian'):
+      bad('quadratic_init', 'is not one of (\'uniform\', \'gaussian\')')
+    for field in ('optimization_steps', 'unroll', 'quadratic_dims', 'quadratic_functions',
+                  'mnist_hidden', 'mnist_batch_size', 'test_problems', 'tune_problems',
+                  'checkpoint_every', 'print_every'):
+      if getattr(self, field) < 1:
+        bad(field, 'must be at least 1')
+    if self.iterations < 0:
+      bad('iterations', 'must not be negative')
+    if not self.hidden or min(self.hidden) < 1:
+      bad('hidden', 'must list at least one LSTM layer of at least 1 unit')
+    if self.optimization_steps % self.unroll:
+      bad('unroll', f'must divide optimization_steps ({self.optimization_steps})')
+    for field in ('meta_lr', 'output_scale', 'preprocess_p'):
+      if not (math.isfinite(getattr(self, field)) and getattr(self, field) > 0):
+        bad(field, 'must be a positive number')
+    if not self.lr_grid or any(not lr > 0 for lr in self.lr_grid):
+      bad('lr_grid', 'must hold positive learning rates')
+    if set(self.compared_with) - {'sgd', 'rmsprop', 'adam', 'nag'}:
+      bad('compared_with', 'may hold sgd, rmsprop, adam, nag only')
+    if self.tune_seed == self.test_seed:
+      bad('tune_seed', 'must differ from test_seed: learning rates are never tuned on the test problems')
+    if self.problem != 'mnist' and self.mnist_path is not None:
+      bad('mnist_path', 'is read by the MNIST rows only')
+    return self
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, data: Mapping) -> 'L2LConfig':
+    data = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(data).items()}
+    return cls(**data).validate()
+
+
+_L2L_CHOICES = (
+    'the update rule is theta + output_scale * (W h + b) with output_scale 0.1, as re-implementations '
+    'read the paper\'s text (the official code: 1.0 quadratic, 0.01 MNIST); --output_scale '
+    '(docs/l2l.md#decisions)',
+    'meta-loss: the sum of f(theta_t) over each unroll of 20 steps (t = 0..20, as the official '
+    'meta.py; f(theta_0) of an unroll adds no gradient), one Adam step per unroll, the optimizee '
+    'gradient an input (tf.stop_gradient; --second_derivatives=True keeps them)',
+    'baselines with Torch7 optim\'s other settings, as the paper (NAG momentum 0.9, RMSprop decay '
+    '0.99, Adam 0.9/0.999, eps 1e-8); each learning rate chosen from a half-decade grid 100 .. 1e-5 by '
+    'the mean loss over the 100 steps on 20 tuning problems drawn apart from the test problems',
+    'the optimizer tested is the last one meta-trained (no validation-based selection; the '
+    'official code and AdrienLE\'s notebook keep the best by evaluation loss)',
+)
+L2L_EXPERIMENTS: dict[str, L2LConfig] = {c.name: c.validate() for c in (
+    L2LConfig(
+        name='l2l_quadratic', problem='quadratic', preprocess=True, meta_lr=0.003, iterations=2000,
+        source=f'{_L2L_PAPER} §3.1, Fig. 2 (left); google-deepmind/learning-to-learn util.py '
+               '(quadratic: batch 128, 10 dims, 100 steps, unroll 20); meta lr 0.003 and 2,000 '
+               'optimizations (100 epochs of 20) from AdrienLE/learning_by_grad_by_grad_repro',
+        choices=(
+            'W, y uniform on [0, 1) and theta_0 ~ N(0, 0.01^2), the official problems.quadratic; '
+            'the paper\'s text says Gaussian: --quadratic_init=gaussian (docs/l2l.md#decisions)',
+            'f is the mean over the batch of 128 functions of ||W x - y||^2 (the official code), so '
+            'each function\'s gradient is 1/128 of its own',
+            'the gradient preprocessed as App. A (p = 10), not raw as the official quadratic config '
+            'and AdrienLE, since in short trials (500 optimizations) only the preprocessed input '
+            'got below tuned Adam; --preprocess=False') + _L2L_CHOICES),
+    L2LConfig(
+        name='l2l_mnist', problem='mnist', preprocess=True, meta_lr=0.01, iterations=1000,
+        source=f'{_L2L_PAPER} §3.2, Fig. 3 (left); google-deepmind/learning-to-learn problems.mnist '
+               '(one hidden layer of 20 sigmoid units, batch 128, N(0, 0.01^2) init); meta lr 0.01 '
+               'and 1,000 optimizations (50 epochs of 20) from AdrienLE/learning_by_grad_by_grad_repro',
+        choices=(
+            'meta-training and the baselines\' tuning draw minibatches from the 60,000 training '
+            'images, the test problems from the 10,000 test images (the official mode="test")',
+            'preprocessing as the paper\'s App. A with p = 10 (the official LogAndSign: k = 5 and a '
+            'clamp, not the same formula)') + _L2L_CHOICES),
+)}
+
+
+def get_l2l(name: str) -> L2LConfig:
+  """The learned-optimizer row `name`, or ConfigError listing them."""
+  if name not in L2L_EXPERIMENTS:
+    raise ConfigError(f'unknown L2L experiment {name!r}; choose one of: {", ".join(L2L_EXPERIMENTS)}')
+  return L2L_EXPERIMENTS[name]
+
+
 def default_experiment(datasource: str) -> str:
   """The row used when only --datasource is given (the original CLI had no --experiment)."""
   defaults = {'sinusoid': 'sinusoid_maml', 'omniglot': 'omniglot_5way_1shot',
@@ -936,7 +1099,7 @@ def get(name: str) -> Config:
   """The supervised row `name`, or ConfigError listing the rows that exist."""
   if name not in EXPERIMENTS:
     raise ConfigError(f'unknown experiment {name!r}; choose one of: '
-                      f'{", ".join([*EXPERIMENTS, *RL_EXPERIMENTS])}')
+                      f'{", ".join([*EXPERIMENTS, *RL_EXPERIMENTS, *L2L_EXPERIMENTS])}')
   return EXPERIMENTS[name]
 
 

@@ -8,6 +8,7 @@ Flag names are the original code's (cbfinn/maml), so its commands work unchanged
   python main.py --datasource=sinusoid --metatrain_iterations=70000 --norm=None --update_batch_size=10
   python main.py --experiment=sinusoid_maml --benchmark          # it/s, compile time, peak memory
   python main.py --report=sinusoid --logdir=logs/sinusoid        # Fig. 2, 3/6 and App. C Table 2
+  python main.py --experiment=l2l_quadratic                      # the LSTM optimizer: meta-train, evaluate
   python main.py --datasource=folder --data_dir=DIR              # meta-train on a folder of classes
   python main.py --experiment=omniglot_5way_1shot_noconv --logdir=results --predict \
       --support_dir=examples/handdrawn/support --query=examples/handdrawn/query   # adapt, classify
@@ -85,6 +86,7 @@ def _define_field_flags(cls) -> tuple[str, ...]:
 
 CONFIG_FLAGS = _define_field_flags(experiments.Config)
 RL_FIELD_FLAGS = _define_field_flags(experiments.RLConfig)
+L2L_FIELD_FLAGS = _define_field_flags(experiments.L2LConfig)
 # Logging and checkpoints.
 flags.DEFINE_bool('log', True, 'Write TensorBoard summaries.')
 flags.DEFINE_string('logdir', 'logs', 'Directory that holds the run directories.')
@@ -131,6 +133,9 @@ _RUN_NAME_ORDER = ('num_classes', 'baseline', 'meta_batch_size', 'meta_lr', 'upd
 # The flags an RL row reads (resolve_rl, _run_rl); it refuses the others of this module.
 RL_FLAGS = ('experiment', 'train', 'test_set', 'logdir', 'resume', 'test_iter') + RL_FIELD_FLAGS
 RL_ONLY_FLAGS = tuple(f for f in RL_FIELD_FLAGS if f not in CONFIG_FLAGS)
+# The flags a learned-optimizer row reads (resolve_l2l); it refuses the others.
+L2L_FLAGS = ('experiment', 'train', 'test_set', 'logdir', 'resume', 'test_iter', 'log') + L2L_FIELD_FLAGS
+L2L_ONLY_FLAGS = tuple(f for f in L2L_FIELD_FLAGS if f not in CONFIG_FLAGS + RL_FIELD_FLAGS)
 MAIN_FLAGS = tuple(f for f in FLAGS if f not in _PREDEFINED)
 
 def _training_overrides(test_mode: bool) -> dict:
@@ -163,6 +168,9 @@ def resolve(test_mode: bool, name: str | None = None):
   for flag in RL_ONLY_FLAGS:
     if FLAGS[flag].value is not None:
       raise ConfigError(f'--{flag} applies to the RL rows only; {name} is not one')
+  for flag in L2L_ONLY_FLAGS:
+    if FLAGS[flag].value is not None:
+      raise ConfigError(f'--{flag} applies to the learned-optimizer rows only; {name} is not one')
   if FLAGS.datasource and FLAGS.datasource != row.datasource:
     raise ConfigError(f'--datasource={FLAGS.datasource} contradicts --experiment={name} '
                       f'({row.datasource})')
@@ -206,13 +214,53 @@ def _run_rl(test_mode: bool) -> int:
   return 0
 
 
+def resolve_l2l(name: str | None = None):
+  """(config, run_dir) of a learned-optimizer row (default: the flags') with the flags' overrides."""
+  cfg = experiments.get_l2l(name or FLAGS.experiment)
+  refused = [f'--{f}' for f in MAIN_FLAGS if f not in L2L_FLAGS and FLAGS[f].present]
+  if refused:
+    raise ConfigError(f'{" ".join(refused)}: not read by the learned-optimizer row {cfg.name}, which '
+                      f'takes only {" ".join("--" + f for f in L2L_FLAGS)}')
+  if FLAGS['test_set'].present and not FLAGS.test_set:
+    raise ConfigError(f'{cfg.name} is evaluated on its test problems only; drop --test_set=False')
+  overrides = {}
+  for f in dataclasses.fields(experiments.L2LConfig):
+    flag = f.metadata.get('flag')
+    value = FLAGS[f.name if flag is True else flag].value if flag else None
+    if value is not None:
+      overrides[f.name] = value
+  cfg = cfg.replace(**overrides)
+  run_dir = os.path.join(FLAGS.logdir, '.'.join(
+      [cfg.name] + [f'{k}{v}' for k, v in overrides.items() if k not in cfg.RUNTIME_FIELDS]))
+  return cfg, run_dir
+
+
+def _run_l2l(test_mode: bool) -> int:
+  """A learned-optimizer row (Andrychowicz et al. 2016): meta-train it, then (or in test mode only)
+  evaluate it against the tuned baselines and draw its loss curves."""
+  import l2l.trainer
+  import report
+  import utils
+  if FLAGS.benchmark:
+    raise ConfigError('--benchmark times the supervised rows; an L2L run logs its s/iteration')
+  cfg, run_dir = resolve_l2l()
+  if not test_mode:
+    status = _until_stopped(lambda: l2l.trainer.train(cfg, run_dir, resume=FLAGS.resume,
+                                                      log_summaries=FLAGS.log))
+    if status or utils.STOP:
+      return status
+  l2l.trainer.evaluate(cfg, run_dir, test_iter=FLAGS.test_iter)
+  report.l2l_report(run_dir)
+  return 0
+
+
 def _queue(action: str) -> int:
   """The run queue's steps (run_queue.py); scripts/continue_runs.sh chains them."""
   import run_queue
   results = FLAGS.results_dir
 
   def run_dirs(row):  # (the run it trains, the run whose model it evaluates)
-    if run_queue.is_rl(row):
+    if run_queue.is_rl(row) or run_queue.is_l2l(row):
       return (os.path.join(FLAGS.logdir, row),) * 2
     cfg, run_dir = resolve(False, row)
     return run_dir, resolve(False, cfg.model_from)[1] if cfg.model_from else run_dir
@@ -312,6 +360,8 @@ def main(argv):
     test_mode = (not FLAGS.train or FLAGS.predict) and not FLAGS.benchmark
     if FLAGS.experiment in experiments.RL_EXPERIMENTS:
       return _run_rl(test_mode)
+    if FLAGS.experiment in experiments.L2L_EXPERIMENTS:
+      return _run_l2l(test_mode)
     cfg, run_dir = resolve(test_mode)
     model_dir = run_dir  # the run whose checkpoints are trained or evaluated
     if cfg.model_from:  # trains nothing of its own: its model is another row's run

@@ -16,7 +16,8 @@ results/<row>/ holds
   run.json      row, iterations trained and targeted, the selection rule, the tested checkpoint, the
                 commands that train and re-evaluate it, done or not
   config.json   the run's resolved config (without the machine's data_dir)
-  results/      the result JSONs as trainer.evaluate / rl.trainer.evaluate_rl wrote them
+  results/      the result JSONs as trainer.evaluate / rl.trainer.evaluate_rl / l2l.trainer.evaluate
+                wrote them
   validation.csv, train.csv   the validation curve (rows that validate) and the training curve
   model/        the tested model's weights only (a TensorFlow checkpoint, no optimizer state):
                 `python main.py --experiment=<row> --train=False --test_set=True --logdir=results`
@@ -59,7 +60,8 @@ def read_queue(results_dir: str) -> list[str]:
       row = line.split('#', 1)[0].strip()
       if not row:
         continue
-      if row not in experiments.EXPERIMENTS and row not in experiments.RL_EXPERIMENTS:
+      if (row not in experiments.EXPERIMENTS and row not in experiments.RL_EXPERIMENTS
+          and row not in experiments.L2L_EXPERIMENTS):
         raise QueueError(f'{path}:{number}: {row!r} is not a row of the experiments table')
       if row in rows:
         raise QueueError(f'{path}:{number}: {row} is queued twice')
@@ -71,7 +73,13 @@ def is_rl(row: str) -> bool:
   return row in experiments.RL_EXPERIMENTS
 
 
+def is_l2l(row: str) -> bool:
+  return row in experiments.L2L_EXPERIMENTS
+
+
 def target_iterations(row: str) -> int:
+  if is_l2l(row):
+    return experiments.get_l2l(row).iterations
   return (experiments.get_rl(row).iterations if is_rl(row)
           else experiments.get(row).total_iterations)
 
@@ -79,6 +87,8 @@ def target_iterations(row: str) -> int:
 def selection_rule(row: str, run_dir: str | None = None) -> str:
   """The rule that picks the tested checkpoint: the run's own config's, else the table row's."""
   path = os.path.join(run_dir, 'config.json') if run_dir else ''
+  if is_l2l(row):  # the last iteration, whatever the run
+    return experiments.get_l2l(row).selection_rule
   if os.path.exists(path):
     kind = experiments.RLConfig if is_rl(row) else experiments.Config
     return kind.from_dict(utils.read_json(path)).selection_rule
@@ -193,10 +203,11 @@ def save_snapshot(results_dir: str, row: str, run_dir: str) -> int:
 
 def _drop_data_dir(path: str) -> None:
   """Where one machine kept the data says nothing about the run (a runtime field; resume and
-  evaluation take --data_dir)."""
+  evaluation take --data_dir, the learned-optimizer MNIST row --mnist_path)."""
   if os.path.exists(path):
     config = utils.read_json(path)
     config.pop('data_dir', None)
+    config.pop('mnist_path', None)
     utils.write_json(path, config)
 
 
@@ -232,6 +243,8 @@ def _export_model(row: str, run_dir: str, model_dir: str) -> int | None:
     if experiments.get_rl(row).method == 'random':
       return None
     return _copy_checkpoint(os.path.join(run_dir, 'best'), model_dir)
+  if is_l2l(row):  # the LSTM optimizer's last checkpoint (phi and Adam's moments: a few kB)
+    return _copy_checkpoint(run_dir, model_dir)
   import tensorflow as tf
   import trainer
   cfg = experiments.Config.load(run_dir)
@@ -269,7 +282,10 @@ def export(results_dir: str, row: str, run_dir: str, model_run_dir: str | None =
 
 def _write_run_info(results_dir: str, row: str, *, trained: int, done: bool, rule: str,
                     tested: int | None = None) -> dict:
-  data_flag = '' if is_rl(row) or experiments.get(row).datasource == 'sinusoid' else ' --data_dir=DIR'
+  if is_l2l(row):
+    data_flag = ' --mnist_path=FILE' if experiments.get_l2l(row).problem == 'mnist' else ''
+  else:
+    data_flag = '' if is_rl(row) or experiments.get(row).datasource == 'sinusoid' else ' --data_dir=DIR'
   evaluate = ('' if is_rl(row) else ' --test_set=True')
   info = {
       'row': row, 'done': done, 'trained_iterations': trained, 'target_iterations': target_iterations(row),

@@ -15,8 +15,8 @@ report.write_report(...)`, `report.readme_section(...)`).
 """
 
 from report.figures import plot_fits, plot_learning_curve, plot_learning_curves
-from report.groups import (GROUPS, experiments_report, methods_report, rl_report, sinusoid_report,
-                           table1_report, write_report)
+from report.groups import (GROUPS, experiments_report, l2l_report, methods_report, rl_report,
+                           sinusoid_report, table1_report, write_report)
 from report.readme import NOT_KEPT, README_BEGIN, README_END, readme_report, readme_section
 from report.results import (COLORS, FIG2_SHOTS, FIG3_SHOTS, FIGURES_DIR, LABELS, MAML_ROW, ORACLE_ROW,
                             PAPER_ALPHA_ROW, PLOT_TASK, PRETRAINED_ROW, SINUSOID_SHOTS, SPLIT, SUPPORT_COLOR,

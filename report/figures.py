@@ -6,6 +6,7 @@
   plot_validation_curves  the validation accuracy of image rows during training
   plot_method_bars        every method on one dataset: test accuracy ± 95% CI, and the published numbers
   plot_fig5               paper Fig. 5: average return after 0..3 policy-gradient steps on one RL task family
+  plot_l2l                Andrychowicz et al. 2016 Fig. 2/3: a learned optimizer's loss curve vs tuned baselines'
 """
 
 from __future__ import annotations
@@ -165,4 +166,23 @@ def plot_fig5(env: str, curves: Sequence[tuple[str, Sequence[float], np.ndarray 
   handles, _ = ax.get_legend_handles_labels()
   ax.legend(handles=handles + [Line2D([], [], color='black', linestyle='--', marker='x', linewidth=1,
                                       label='published')], fontsize='small')
+  return _save(fig, path)
+
+
+def plot_l2l(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str, path: str) -> str:
+  """Andrychowicz et al. 2016 Fig. 2/3: the optimizee's mean loss vs steps (log scale, ± 95% CI) of
+  the learned optimizer (solid, first) and of each tuned baseline (dashed). curves: {label: (mean
+  [T + 1], ci95 [T + 1])}."""
+  fig = Figure(figsize=(6, 4.5))
+  ax = fig.subplots()
+  for i, (label, (mean, ci)) in enumerate(curves.items()):
+    steps = np.arange(len(mean))
+    ax.plot(steps, mean, color=f'C{i}', linestyle='-' if i == 0 else '--', label=label)
+    ax.fill_between(steps, np.maximum(mean - ci, mean * 1e-3), mean + ci, color=f'C{i}', alpha=0.15)
+  ax.set_yscale('log')
+  ax.set_xlabel('step')
+  ax.set_ylabel('loss')
+  ax.grid(alpha=0.3, which='both')
+  ax.legend(fontsize=8)
+  ax.set_title(title, fontsize='medium')
   return _save(fig, path)

@@ -11,7 +11,8 @@ report/results.py describes and writes:
 
 The others: 'omniglot', 'miniimagenet' and one group per method's rows (paper Table 1 and the validation
 curves), 'methods' (every method on the same tasks), 'rl_<env>' (paper Fig. 5), 'experiments' (the
-experiments table), 'readme' (the README's results section, report/readme.py) and 'benchmark'.
+experiments table), 'readme' (the README's results section, report/readme.py), 'benchmark' and one
+per learned-optimizer row ('l2l_quadratic', 'l2l_mnist': Andrychowicz et al. 2016 Fig. 2/3).
 """
 
 from __future__ import annotations
@@ -145,6 +146,45 @@ def rl_report(logdir: str, env: str) -> str:
   return table
 
 
+L2L_LABELS = {'lstm': 'LSTM', 'sgd': 'SGD', 'rmsprop': 'RMSprop', 'adam': 'ADAM', 'nag': 'NAG'}
+
+
+def l2l_report(run_dir: str) -> str:
+  """A learned-optimizer run (Andrychowicz et al. 2016 Fig. 2/3): the mean loss of the LSTM and of
+  each tuned baseline over the test problems at a few steps, and the curves in
+  <logdir>/figures/<run>.png (logdir: run_dir's parent)."""
+  path = os.path.join(run_dir, 'results', 'l2l.json')
+  name = os.path.basename(os.path.normpath(run_dir))
+  if not os.path.exists(path):
+    raise ConfigError(f'no results in {path}: evaluate it first (python main.py --experiment='
+                      f'{name.split(".")[0]} --train=False --test_set=True '
+                      f'--logdir={os.path.dirname(run_dir) or "."})')
+  r = utils.read_json(path)
+  steps = sorted({0, r['steps'] // 4, r['steps'] // 2, r['steps']})
+  header = ('optimizer', 'learning rate', *(f'step {t}' for t in steps))
+  lines = [f'# {name}: optimizee loss (Andrychowicz et al. 2016)', '',
+           f'Mean over {r["num_problems"]} test problems ± 95% CI; the LSTM meta-trained for '
+           f'{r["iteration"]} optimizations, each baseline\'s learning rate tuned on '
+           f'{r["tune_problems"]} other problems.', '',
+           '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  curves = {}
+  for key in r['order']:  # the LSTM, then the baselines (the JSON's keys are sorted)
+    o = r['optimizers'][key]
+    label = L2L_LABELS.get(key, key)
+    lr = f'{o["lr"]:g}' if 'lr' in o else 'learned'
+    lines.append(f'| {label} | {lr} | ' + ' | '.join(
+        f'{o["mean"][t]:.4g} ± {o["ci95"][t]:.2g}' for t in steps) + ' |')
+    curves[label] = (np.array(o['mean']), np.array(o['ci95']))
+  out_dir = os.path.join(os.path.dirname(run_dir), FIGURES_DIR)
+  os.makedirs(out_dir, exist_ok=True)
+  written = figures.plot_l2l(curves, f'{name}: loss vs steps ({r["num_problems"]} test problems)',
+                             os.path.join(out_dir, f'{name}.png'))
+  table = '\n'.join(lines) + '\n'
+  print(table)
+  print(f'wrote {written}')
+  return table
+
+
 def methods_report(logdir: str) -> str:
   """Every method of experiments.COMPARE_ROWS on the same 600 test tasks: one table per dataset
   (5-way 1-shot, accuracy at each row's reported step, ± 95% CI, published) and a bar plot with the
@@ -208,6 +248,8 @@ GROUPS: dict[str, Callable[[str], str]] = {
     'readme': readme_report,
     'benchmark': benchmark.report_table,
     **{f'rl_{env}': functools.partial(rl_report, env=env) for env in experiments.RL_ENVS},
+    **{row: lambda logdir, row=row: l2l_report(os.path.join(logdir, row))
+       for row in experiments.L2L_EXPERIMENTS},
 }
 
 

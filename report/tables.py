@@ -184,4 +184,13 @@ def experiments_table() -> str:
     lines.append(f'| `{cfg.name}` | {alpha} | {cfg.meta_batch_size} | {cfg.per_task} | {trpo} | '
                  f'{cfg.iterations or "—"} | {test} | '
                  f'{" / ".join(f"{v:g}" for v in cfg.published)} |')
+  header = ('learned-optimizer row', 'problem', 'input', 'output scale', 'beta', 'optimizations',
+            'steps (unroll)', 'test problems', 'baselines (learning rate tuned on)')
+  lines += ['', '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  for cfg in experiments.L2L_EXPERIMENTS.values():
+    lines.append(f'| `{cfg.name}` | {cfg.problem} | '
+                 f'{f"preprocessed (p = {cfg.preprocess_p:g})" if cfg.preprocess else "gradient"} | '
+                 f'{cfg.output_scale:g} | {cfg.meta_lr:g} | {cfg.iterations:,} | '
+                 f'{cfg.optimization_steps} ({cfg.unroll}) | {cfg.test_problems} | '
+                 f'{", ".join(cfg.compared_with)} ({cfg.tune_problems} problems) |')
   return '\n'.join(lines) + '\n'

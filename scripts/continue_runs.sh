@@ -5,6 +5,7 @@
 # results/<row>/checkpoint/. Stop it at any time (Ctrl-C, kill); the same command goes on.
 #
 # Usage: bash scripts/continue_runs.sh [--logdir=DIR] [--data_omniglot=DIR] [--data_miniimagenet=DIR]
+#                                     [--data_mnist=FILE]   (Keras' mnist.npz, for l2l_mnist)
 #        bash scripts/continue_runs.sh --status   # how far each queued row got
 #        bash scripts/continue_runs.sh --save     # the running row's latest checkpoint and curves
 #                                                 # -> results/<row>/checkpoint/, to commit

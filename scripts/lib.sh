@@ -32,6 +32,7 @@ logdir=''
 extra=()
 data_omniglot=''
 data_miniimagenet=''
+data_mnist=''
 # --data_omniglot=DIR / --data_miniimagenet=DIR give each row the --data_dir of its dataset
 # (run_rows picks it by the row's name); --data_dir=DIR gives every row the same.
 parse_args() {
@@ -41,6 +42,7 @@ parse_args() {
       --logdir=*) logdir="${arg#--logdir=}" ;;
       --data_omniglot=*) data_omniglot="${arg#--data_omniglot=}" ;;
       --data_miniimagenet=*) data_miniimagenet="${arg#--data_miniimagenet=}" ;;
+      --data_mnist=*) data_mnist="${arg#--data_mnist=}" ;;  # mnist.npz of the learned-optimizer rows
       *) extra+=("$arg") ;;
     esac
   done
@@ -57,6 +59,7 @@ data_flags() {  # row -> its --data_dir flag, if one was given for its dataset
   case "$1" in
     omniglot_*) [[ -z "$data_omniglot" ]] || echo "--data_dir=$data_omniglot" ;;
     miniimagenet_*) [[ -z "$data_miniimagenet" ]] || echo "--data_dir=$data_miniimagenet" ;;
+    l2l_mnist) [[ -z "$data_mnist" ]] || echo "--mnist_path=$data_mnist" ;;
   esac
 }
 

@@ -97,6 +97,8 @@ def report_rows(group):
     return experiments.METHOD_ROWS[group]
   if group.startswith('rl_'):
     return tuple(n for n in experiments.RL_EXPERIMENTS if n.rsplit('_', 1)[0] == group)
+  if group in experiments.L2L_EXPERIMENTS:
+    return (group,)
   return {'sinusoid': experiments.SINUSOID_ROWS, 'omniglot': experiments.OMNIGLOT_ROWS,
           'miniimagenet': experiments.MINIIMAGENET_ROWS}.get(group, ())
 
@@ -119,7 +121,8 @@ def resolve_call(argv, scripts_protocol=True):
       return 'report', flags.report, flags.logdir
     if 'queue' in flags and flags.queue:
       row = flags.experiment
-      assert row is None or row in experiments.EXPERIMENTS or row in experiments.RL_EXPERIMENTS, argv
+      assert row is None or row in {**experiments.EXPERIMENTS, **experiments.RL_EXPERIMENTS,
+                                    **experiments.L2L_EXPERIMENTS}, argv
       return 'queue', row or flags.queue, flags.logdir
     kind = ('benchmark' if flags.benchmark else 'predict' if flags.predict
             else 'train' if flags.train else 'evaluate')
@@ -127,6 +130,8 @@ def resolve_call(argv, scripts_protocol=True):
       assert flags.test_set, f'the scripts evaluate on the test split: {argv}'
     if flags.experiment in experiments.RL_EXPERIMENTS:
       return kind, flags.experiment, main.resolve_rl()[1]
+    if flags.experiment in experiments.L2L_EXPERIMENTS:
+      return kind, flags.experiment, main.resolve_l2l()[1]
     main._check_predict_flags()
     test_mode = kind in ('evaluate', 'predict')  # both read a trained run's config
     cfg, _ = main.resolve(test_mode)

@@ -30,6 +30,7 @@ SCRIPTS = {
     'compare_methods.sh': ['--data_miniimagenet=/data/mini'],
     'rl_navigation.sh': [], 'rl_cheetah.sh': [], 'rl_ant.sh': [],
     'benchmark.sh': [],
+    'l2l.sh': ['--data_mnist=/data/mnist.npz'],
 }
 
 

@@ -176,9 +176,10 @@ LEVELS = (
     ('main',),
     ('report', 'run_queue', 'benchmark', 'predict'),  # what main runs besides training: read the table
     ('experiments',),                            # the rows: the config composed with the methods'
-    ('trainer', 'rl.trainer'),                   # one training loop and evaluation per kind of row
+    ('trainer', 'rl.trainer', 'l2l.trainer'),    # one training loop and evaluation per kind of row
     ('methods',),                                # the learner interface and every method
-    ('maml', 'models', 'rl'),                    # the algorithm core, the networks, the RL core
+    ('maml', 'models', 'rl', 'l2l'),             # the algorithm core, the networks, the RL core, the
+                                                 # learned optimizer's
     ('data_generator', 'image_datasets'),        # tasks and episodes
     ('rundir', 'utils', 'config'),               # shared by every level
 )

@@ -30,6 +30,7 @@ METHOD_ROWS = {
     'matching': 'miniimagenet_5way_1shot_matching', 'finetune': 'miniimagenet_5way_1shot_finetune',
     'nearest_neighbor': 'miniimagenet_5way_1shot_nearest_neighbor',
     'siamese': 'omniglot_5way_1shot_siamese', 'relation': 'omniglot_5way_1shot_relation',
+    'mann': 'omniglot_5way_1shot_mann',
 }
 HANDDRAWN = ROOT / 'examples' / 'handdrawn'
 COMMITTED = ('--experiment=omniglot_5way_1shot_noconv', f'--logdir={ROOT / "results"}')

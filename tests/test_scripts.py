@@ -25,7 +25,7 @@ SCRIPTS = {
     'omniglot.sh': ['--with-5shot-training'],
     'miniimagenet.sh': ['--first-order', '--baselines'],
     'anil.sh': [], 'reptile.sh': [], 'meta_sgd.sh': [], 'maml_plus_plus.sh': [],
-    'metric_baselines.sh': [], 'siamese.sh': [], 'relation.sh': [],
+    'metric_baselines.sh': [], 'siamese.sh': [], 'relation.sh': [], 'mann.sh': [],
     'compare_methods.sh': ['--data_miniimagenet=/data/mini'],
     'rl_navigation.sh': [], 'rl_cheetah.sh': [], 'rl_ant.sh': [],
     'benchmark.sh': [],

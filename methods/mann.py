@@ -189,7 +189,6 @@ class MANNLearner:
   def __init__(self, model: MANNNetwork):
     self.model = model
     self.extra_variables = []
-    self.loss_fn, self.metric_fn = sequence_xent, utils.accuracy
 
   @property
   def variables(self) -> list:
@@ -223,8 +222,8 @@ class MANNLearner:
       optimizer.apply(tape.gradient(loss, variables), variables)
       return {'loss': loss, 'pre_loss': loss, 'post_loss': loss}
 
-    # XLA fuses the small ops of the unrolled steps; tf.fingerprint (the order) has no XLA kernel,
-    # so the sequences are put in order outside the compiled update.
+    # tf.fingerprint (the order) has no XLA kernel: the sequences are put in order outside the
+    # update, which jit_compile may compile.
     update = tf.function(update, jit_compile=jit_compile)
 
     def step(support_x, support_y, query_x, query_y):

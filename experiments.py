@@ -653,6 +653,51 @@ EXPERIMENTS.update({c.name: c for c in (
          val_every=1000,
          published=(Published(1, 0, 49.21, 0.96, _METANET),)),
 )})
+
+# --- MANN (Santoro et al. 2016) and its LSTM baseline -----------------------------------------------
+
+_MANN_MAML = ('paper Table 1 ("MANN, no conv", Santoro et al. 2016); these equal Santoro et al.\'s '
+              'Table 1 accuracies at the 2nd and 5th presentation of a class, read here as 1-shot and '
+              '5-shot (an interpretation, unverified)')
+_MANN_SANTORO = ('Santoro et al. 2016 (ICML) Table 1, LSTM row, 2nd and 5th presentation of a '
+                 'class, read as 1-shot and 5-shot as MAML\'s table reads the MANN row (an '
+                 'interpretation, unverified)')
+_MANN_CHOICES = (
+    'training sequences from the rows\' own sampler: a training episode\'s N*(K+Q) = 5 x (1 + 9) '
+    'images of the training characters (with the rows\' 90-degree rotations), shown in a '
+    'pseudo-random order (a hash of the images), every step scored: Santoro\'s 5 classes x 10 '
+    'instances; Santoro\'s translation augmentation is not used (docs/mann.md#decisions)',
+    'the rows\' 28x28 images flattened, not Santoro\'s 20x20; one-hot labels one step late',
+    'meta-test on the 600 test tasks of every row: the N*K support images as the sequence, then each '
+    'query one more step from its end (independent of the other queries); one model serves K = 1, 5 '
+    'and 10, and the accuracy at every presentation of a class is in each result '
+    '(extra_metrics.instance_accuracy: Santoro\'s Table 1 at K = 10)',
+    'memory written with a separate add vector a_t (the re-implementations tristandeleu/ntm-one-shot '
+    'and snowkylin/ntm), not the key k_t the paper\'s eq. 8 adds; w^lu marks the H least used slots '
+    '(eq. 6 with n = H, snowkylin), the least used slot zeroed before writing; initial state as '
+    'tristandeleu\'s (docs/mann.md#decisions)',
+    'batch 16 episodes, Adam 1e-4, 100,000 iterations, no gradient clipping (re-implementations; the '
+    'paper\'s optimizer settings are unverified); Keras\' default LSTM and dense initializers',
+    _MODEL_SELECTION_CHOICE, _OMNI_SPLIT_CHOICE)
+_MANN_FIELDS = dict(method='mann', **_METRIC_FIELDS, update_batch_size=1, query_size=9,
+                    meta_batch_size=16, meta_lr=1e-4, meta_grad_clip=None,
+                    metatrain_iterations=100_000, eval_shots=(1, 5, 10), eval_chunk=50)
+# Santoro et al.'s Table 1: accuracy (%) at the n-th presentation of a class, 5-way one-hot labels;
+# this repo's numbers: results/<row>/test_K10.json, extra_metrics.instance_accuracy (index n - 1).
+MANN_INSTANCES = (1, 2, 3, 4, 5, 10)
+MANN_SANTORO_TABLE1 = {
+    'omniglot_5way_1shot_mann': (36.4, 82.8, 91.0, 92.6, 94.9, 98.1),
+    'omniglot_5way_1shot_mann_lstm': (24.4, 49.5, 55.3, 61.0, 63.6, 62.5),
+}
+EXPERIMENTS.update({c.name: c for c in (
+    _row('omniglot_5way_1shot', 'omniglot_5way_1shot_mann', _MANN_MAML, _MANN_CHOICES,
+         **_MANN_FIELDS, published=(Published(1, 0, 82.8, None, _MANN_MAML),
+                                    Published(5, 0, 94.9, None, _MANN_MAML))),
+    _row('omniglot_5way_1shot', 'omniglot_5way_1shot_mann_lstm', _MANN_SANTORO,
+         _MANN_CHOICES[:3] + _MANN_CHOICES[4:], **_MANN_FIELDS, mann_memory=False,
+         published=(Published(1, 0, 49.5, None, _MANN_SANTORO),
+                    Published(5, 0, 63.6, None, _MANN_SANTORO))),
+)})
 METHOD_ROWS = {
     'reptile': ('omniglot_5way_reptile', 'miniimagenet_5way_reptile'),
     'meta_sgd': ('omniglot_5way_1shot_meta_sgd', 'miniimagenet_5way_1shot_meta_sgd',
@@ -674,6 +719,7 @@ METHOD_ROWS = {
     'meta_lstm': ('miniimagenet_5way_1shot_meta_lstm', 'miniimagenet_5way_5shot_meta_lstm'),
     'metanet': ('omniglot_5way_1shot_metanet', 'omniglot_20way_1shot_metanet',
                 'miniimagenet_5way_1shot_metanet'),
+    'mann': ('omniglot_5way_1shot_mann', 'omniglot_5way_1shot_mann_lstm'),
 }
 _FAMILY = {row for rows in METHOD_ROWS.values() for row in rows}
 OMNIGLOT_ROWS = tuple(n for n, c in EXPERIMENTS.items()
@@ -685,7 +731,7 @@ COMPARE_ROWS = {
     'omniglot': ('omniglot_5way_1shot', 'omniglot_5way_1shot_meta_sgd', 'omniglot_5way_1shot_maml_plus_plus',
                  'omniglot_5way_reptile', 'omniglot_5way_1shot_protonet', 'omniglot_5way_1shot_matching',
                  'omniglot_5way_1shot_siamese', 'omniglot_5way_1shot_relation',
-                 'omniglot_5way_1shot_metanet'),
+                 'omniglot_5way_1shot_metanet', 'omniglot_5way_1shot_mann'),
     'miniimagenet': ('miniimagenet_5way_1shot', 'miniimagenet_5way_1shot_first_order',
                      'miniimagenet_5way_1shot_anil', 'miniimagenet_5way_1shot_meta_sgd',
                      'miniimagenet_5way_1shot_maml_plus_plus', 'miniimagenet_5way_reptile',

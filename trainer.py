@@ -405,11 +405,13 @@ def restore_for_eval(cfg: Config, run_dir: str, test_iter: int = -1) -> tuple[Se
 
 
 def _run_tasks(eval_fn, chunks, lr: float) -> dict:
-  """Runs eval_fn over Episode chunks; returns arrays [steps+1, num_tasks]."""
+  """Runs eval_fn over Episode chunks; returns arrays [steps+1, num_tasks] ('loss', 'metric') and
+  [P, num_tasks] for each extra per-task metric the eval fn returns (every key but 'outputs')."""
   parts = []
   for episode in chunks:
     parts.append(eval_fn(*episode[:4], tf.constant(lr, tf.float32)))
-  return {k: np.concatenate([p[k].numpy() for p in parts], axis=1) for k in ('loss', 'metric')}
+  return {k: np.concatenate([p[k].numpy() for p in parts], axis=1) for k in parts[0]
+          if k != 'outputs'}
 
 
 def tune_step_size(setup: Setup, eval_fn, shots: int) -> tuple[float, dict[str, float]]:
@@ -510,6 +512,10 @@ def evaluate(cfg: Config, run_dir: str, *, split: str = 'test', test_iter: int =
     if test_iter != -1:  # a checkpoint picked by hand never replaces the selected model's results
       name = f'{name[:-len(".json")]}.iter{int(setup.iteration)}.json'
     out_path = _results_path(out_dir, name, cfg.num_test_tasks)
+    extras = sorted(set(per_task) - {'loss', 'metric'})
+    if extras:  # e.g. MANN's accuracy at each presentation of a class: mean and CI over the tasks
+      result['extra_metrics'] = {key: dict(zip(('mean', 'ci95'), (
+          a.tolist() for a in utils.mean_and_ci95(per_task[key])))) for key in extras}
     if cfg.datasource == 'sinusoid':
       result['curves'] = sinusoid_curves(setup, curves_fn, k, lr,
                                          out_path[:-len('.json')] + '_curves.npz')

@@ -53,7 +53,9 @@ META, PRETRAIN = 'maml', 'pretrain'
 # S episodes stacked on a new leading axis and returns [S] per key.
 TrainStep = Callable[..., dict]
 # fn(support_x, support_y, query_x, query_y, lr) -> {'loss', 'metric'} [steps+1, T] on the queries
-# (index s: after s steps), and 'outputs' [steps+1, T, N*Q, ...] when asked for.
+# (index s: after s steps), and 'outputs' [steps+1, T, N*Q, ...] when asked for. Any other key is an
+# extra per-task metric [P, T] (MANN: 'instance_accuracy'), whose mean and CI over the tasks the
+# result file keeps under 'extra_metrics'.
 EvalFn = Callable[..., dict]
 # fn(support_x [T, N*K, ...], support_y [T, N*K, N], query_x [T, Q, ...], lr) -> class
 # probabilities [T, Q, N] of the queries after adapting to the support set (predict.py).

@@ -32,6 +32,7 @@ METHOD_ROWS = {
     'siamese': 'omniglot_5way_1shot_siamese', 'relation': 'omniglot_5way_1shot_relation',
     'meta_lstm': 'miniimagenet_5way_1shot_meta_lstm',
     'metanet': 'omniglot_5way_1shot_metanet',
+    'mann': 'omniglot_5way_1shot_mann',
 }
 HANDDRAWN = ROOT / 'examples' / 'handdrawn'
 COMMITTED = ('--experiment=omniglot_5way_1shot_noconv', f'--logdir={ROOT / "results"}')

@@ -26,7 +26,7 @@ SCRIPTS = {
     'miniimagenet.sh': ['--first-order', '--baselines'],
     'anil.sh': [], 'reptile.sh': [], 'meta_sgd.sh': [], 'maml_plus_plus.sh': [],
     'metric_baselines.sh': [], 'siamese.sh': [], 'relation.sh': [],
-    'meta_lstm.sh': [], 'metanet.sh': [],
+    'meta_lstm.sh': [], 'metanet.sh': [], 'mann.sh': [],
     'compare_methods.sh': ['--data_miniimagenet=/data/mini'],
     'rl_navigation.sh': [], 'rl_cheetah.sh': [], 'rl_ant.sh': [],
     'benchmark.sh': [],

@@ -48,6 +48,9 @@ _IMAGE = dict(_SMALL, meta_batch_size=2, num_filters=4, eval_shots=(1,), num_val
 _SINUSOID = dict(_SMALL, metatrain_iterations=3, meta_batch_size=5, eval_shots=(5,),
                  test_num_updates=3, report_step=3, steps_per_call=1)
 
+_MANN = dict(metatrain_iterations=3, val_every=3, query_size=2, mann_units=8, mann_slots=8,
+             mann_slot_width=4, mann_reads=2)
+
 # case -> (row, overrides). Every method and variant of the registry, on the data its rows use.
 CASES: dict[str, tuple[str, dict]] = {
     'maml': ('sinusoid_maml', _SINUSOID),
@@ -90,6 +93,8 @@ CASES: dict[str, tuple[str, dict]] = {
         test_num_updates=2, report_step=2)),
     'metanet': ('omniglot_5way_1shot_metanet', dict(_IMAGE, metatrain_iterations=3, val_every=3,
                                                     query_size=2, metanet_hidden=4)),
+    'mann': ('omniglot_5way_1shot_mann', dict(_IMAGE, **_MANN)),
+    'mann_lstm': ('omniglot_5way_1shot_mann_lstm', dict(_IMAGE, **_MANN)),
     'finetune': ('miniimagenet_5way_1shot_finetune', dict(
         _IMAGE, pretrain_iterations=3, meta_batch_size=8, test_num_updates=2, report_step=2,
         num_tune_tasks=2)),

@@ -9,6 +9,10 @@ One module per method family, each holding its algorithm, its options and its Me
   metric.py       Prototypical and Matching networks (`MetricLearner`)
   siamese.py      Siamese networks (`SiameseLearner`: weighted L1 similarity of image pairs)
   relation.py     Relation networks (`RelationLearner`: a learned relation module)
+  mann.py         MANN and its LSTM baseline (`MANNLearner`: an LSTM controller with an external
+                  memory, labels one step late)
+  meta_lstm.py    the meta-learner LSTM (`MetaLSTMLearner`: a learned optimizer whose cell state is
+                  the learner's parameters)
   metanet.py      Meta Networks (`MetaNetLearner`: fast weights from support gradients, read by
                   attention over a memory)
   baselines.py    the paper's classifier baselines: fine-tuning and nearest neighbour

@@ -36,14 +36,13 @@ side by side ([T, P] parameters); the rows take one episode per update, as the o
 
 from __future__ import annotations
 
-import math
-
 import keras
 import numpy as np
 import tensorflow as tf
 
 import config
 from config import option
+from l2l.optimizer import preprocess  # Andrychowicz et al.'s, as the LSTM optimizer's
 from maml import MAML, compile_update
 import methods
 from methods.metric import nll
@@ -51,16 +50,6 @@ import utils
 
 PREPROCESS_P = 10.0   # Andrychowicz et al.'s p
 GATE_INPUTS = ('gate', 'logit')
-
-
-def preprocess(x: tf.Tensor, p: float = PREPROCESS_P) -> tf.Tensor:
-  """Andrychowicz et al.'s preprocessing of a loss or gradient x [...] -> [..., 2]:
-  (log|x| / p, sign x) if |x| >= e^-p, else (-1, e^p x)."""
-  magnitude = tf.abs(x)
-  large = magnitude >= math.exp(-p)
-  log = tf.math.log(tf.where(large, magnitude, tf.ones_like(x))) / p  # no log 0 in either branch
-  return tf.stack([tf.where(large, log, -tf.ones_like(x)),
-                   tf.where(large, tf.sign(x), math.exp(p) * x)], -1)
 
 
 class MetaLSTMLearner:
@@ -160,8 +149,9 @@ class MetaLSTMLearner:
     g_t [T, P] and state_{t-1} (initial_state's). Returns also (i_t, f_t) [T, P]."""
     kernel, recurrent, bias, w_i, b_i, w_f, b_f = extras
     h, c, i_prev, f_prev = state
-    x = tf.concat([tf.broadcast_to(preprocess(loss)[:, None], tf.concat([tf.shape(grad), [2]], 0)),
-                   preprocess(grad)], -1)                                       # [T, P, 4]
+    loss_in = tf.broadcast_to(preprocess(loss, PREPROCESS_P)[:, None],
+                              tf.concat([tf.shape(grad), [2]], 0))
+    x = tf.concat([loss_in, preprocess(grad, PREPROCESS_P)], -1)               # [T, P, 4]
     z = tf.tensordot(x, kernel, 1) + tf.tensordot(h, recurrent, 1) + bias      # [T, P, 4H]
     gate_in, gate_forget, cell_in, gate_out = tf.split(z, 4, axis=-1)          # Keras' order
     c = tf.sigmoid(gate_forget) * c + tf.sigmoid(gate_in) * tf.tanh(cell_in)

@@ -16,7 +16,7 @@ import image_datasets
 from maml import MAML
 import method_runs
 import methods
-from methods.meta_lstm import MetaLSTMLearner, preprocess
+from methods.meta_lstm import PREPROCESS_P, MetaLSTMLearner, preprocess
 from methods.metric import nll
 
 N, D = 3, 4  # classes, input features of the tiny learner
@@ -56,7 +56,7 @@ def test_preprocessing_on_hand_computed_values():
   x = tf.constant([1.0, 20.0, -e ** -5, e ** -9.5, e ** -12, -e ** -11, 0.0], tf.float64)
   expected = [(0.0, 1.0), (math.log(20) / 10, 1.0), (-0.5, -1.0), (-0.95, 1.0),  # |x| >= e^-10
               (-1.0, e ** -2), (-1.0, -e ** -1), (-1.0, 0.0)]                       # |x| < e^-10
-  got = preprocess(x).numpy()
+  got = preprocess(x, PREPROCESS_P).numpy()
   assert got.shape == (7, 2)
   np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15)
 

@@ -91,6 +91,20 @@ class SinusoidTasks:
     return NumpyRngState(self)
 
 
+class Rng:
+  """A numpy Generator `rng` with the sampler's get_state/set_state, so that NumpyRngState can keep
+  it in a tf.train.Checkpoint (the RL and learned-optimizer trainers' task streams)."""
+
+  def __init__(self, seed):
+    self.rng = np.random.default_rng(seed)
+
+  def get_state(self) -> str:
+    return json.dumps(self.rng.bit_generator.state)
+
+  def set_state(self, state: str) -> None:
+    self.rng.bit_generator.state = json.loads(state)
+
+
 class NumpyRngState(tf.train.experimental.PythonState):
   """A sampler's numpy RNG state inside a tf.train.Checkpoint."""
 

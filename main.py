@@ -180,17 +180,17 @@ def resolve(test_mode: bool, name: str | None = None):
   return cfg, os.path.join(FLAGS.logdir, _run_name(name, overrides))
 
 
-def resolve_rl():
-  """(config, run_dir) of the flags' RL row with the flags' overrides."""
-  cfg = experiments.get_rl(FLAGS.experiment)
-  refused = [f'--{f}' for f in MAIN_FLAGS if f not in RL_FLAGS and FLAGS[f].present]
+def _resolve_own_row(cfg, row_flags: tuple[str, ...], kind: str, evaluated_on: str):
+  """(config, run_dir) of an RL or learned-optimizer row `cfg` with the flags' overrides: these rows
+  have their own config type, read only `row_flags` and are evaluated on their test set only."""
+  refused = [f'--{f}' for f in MAIN_FLAGS if f not in row_flags and FLAGS[f].present]
   if refused:
-    raise ConfigError(f'{" ".join(refused)}: not read by the RL row {cfg.name}, which takes only '
-                      f'{" ".join("--" + f for f in RL_FLAGS)}')
+    raise ConfigError(f'{" ".join(refused)}: not read by the {kind} row {cfg.name}, which takes only '
+                      f'{" ".join("--" + f for f in row_flags)}')
   if FLAGS['test_set'].present and not FLAGS.test_set:
-    raise ConfigError(f'{cfg.name} is evaluated on its test tasks only (Fig. 5); drop --test_set=False')
+    raise ConfigError(f'{cfg.name} is evaluated on {evaluated_on}; drop --test_set=False')
   overrides = {}
-  for f in dataclasses.fields(experiments.RLConfig):
+  for f in dataclasses.fields(cfg):
     flag = f.metadata.get('flag')
     value = FLAGS[f.name if flag is True else flag].value if flag else None
     if value is not None:
@@ -199,6 +199,12 @@ def resolve_rl():
   run_dir = os.path.join(FLAGS.logdir, '.'.join(
       [cfg.name] + [f'{k}{v}' for k, v in overrides.items() if k not in cfg.RUNTIME_FIELDS]))
   return cfg, run_dir
+
+
+def resolve_rl():
+  """(config, run_dir) of the flags' RL row with the flags' overrides."""
+  return _resolve_own_row(experiments.get_rl(FLAGS.experiment), RL_FLAGS, 'RL',
+                          'its test tasks only (Fig. 5)')
 
 
 def _run_rl(test_mode: bool) -> int:
@@ -216,23 +222,8 @@ def _run_rl(test_mode: bool) -> int:
 
 def resolve_l2l(name: str | None = None):
   """(config, run_dir) of a learned-optimizer row (default: the flags') with the flags' overrides."""
-  cfg = experiments.get_l2l(name or FLAGS.experiment)
-  refused = [f'--{f}' for f in MAIN_FLAGS if f not in L2L_FLAGS and FLAGS[f].present]
-  if refused:
-    raise ConfigError(f'{" ".join(refused)}: not read by the learned-optimizer row {cfg.name}, which '
-                      f'takes only {" ".join("--" + f for f in L2L_FLAGS)}')
-  if FLAGS['test_set'].present and not FLAGS.test_set:
-    raise ConfigError(f'{cfg.name} is evaluated on its test problems only; drop --test_set=False')
-  overrides = {}
-  for f in dataclasses.fields(experiments.L2LConfig):
-    flag = f.metadata.get('flag')
-    value = FLAGS[f.name if flag is True else flag].value if flag else None
-    if value is not None:
-      overrides[f.name] = value
-  cfg = cfg.replace(**overrides)
-  run_dir = os.path.join(FLAGS.logdir, '.'.join(
-      [cfg.name] + [f'{k}{v}' for k, v in overrides.items() if k not in cfg.RUNTIME_FIELDS]))
-  return cfg, run_dir
+  return _resolve_own_row(experiments.get_l2l(name or FLAGS.experiment), L2L_FLAGS,
+                          'learned-optimizer', 'its test problems only')
 
 
 def _run_l2l(test_mode: bool) -> int:

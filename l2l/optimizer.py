@@ -39,6 +39,8 @@ class LSTMOptimizer(keras.Model):
     super().__init__()
     self.hidden, self.preprocess_p, self.output_scale = tuple(hidden), preprocess_p, output_scale
     self.cells = [keras.layers.LSTMCell(units) for units in self.hidden]
+    for i, cell in enumerate(self.cells):  # a checkpoint has no edge into a Keras 3 list of layers
+      setattr(self, f'lstm_{i + 1}', cell)
     self.out = keras.layers.Dense(1)
     self.step(tf.zeros([1]), tf.zeros([1]), self.init(tf.zeros([1])))  # creates phi
 

@@ -9,7 +9,6 @@ baseline over the test problems, with 95% CIs and the tuning) and results/l2l_cu
 from __future__ import annotations
 
 import csv
-import json
 import os
 import time
 from typing import TYPE_CHECKING
@@ -35,19 +34,6 @@ LSTM = 'lstm'
 # Separate random streams for meta-training, tuning and test problems: np.random.default_rng((seed,
 # purpose)) never gives two purposes the same stream, whatever the seeds.
 _TRAIN, _TUNE, _TEST = 0, 1, 2
-
-
-class _Rng:
-  """A numpy Generator a tf.train.Checkpoint can save (data_generator.NumpyRngState)."""
-
-  def __init__(self, seed):
-    self.rng = np.random.default_rng(seed)
-
-  def get_state(self) -> str:
-    return json.dumps(self.rng.bit_generator.state)
-
-  def set_state(self, state: str) -> None:
-    self.rng.bit_generator.state = json.loads(state)
 
 
 def make_problem(cfg: L2LConfig, split: str):
@@ -129,7 +115,7 @@ def _train_locked(cfg: L2LConfig, run_dir: str, problem, log_summaries: bool) ->
   net = build_net(cfg)
   meta_optimizer = keras.optimizers.Adam(cfg.meta_lr)
   meta_optimizer.build(net.trainable_variables)
-  rng = _Rng((cfg.seed, _TRAIN))
+  rng = data_generator.Rng((cfg.seed, _TRAIN))
   iteration = tf.Variable(0, dtype=tf.int64, trainable=False)
   ckpt = tf.train.Checkpoint(net=net, optimizer=meta_optimizer, iteration=iteration,
                              rng=data_generator.NumpyRngState(rng))
@@ -205,6 +191,19 @@ def _instances(problem, seed, purpose, count, steps):
   return [problem.sample(rng, steps) for _ in range(count)]
 
 
+def restore_net(cfg: L2LConfig, path: str) -> tuple[l2l_optimizer.LSTMOptimizer, tf.Variable]:
+  """(the LSTM optimizer m(g; phi) of checkpoint `path`, its iteration). phi is restored as training
+  restores it, through the meta-optimizer's references to it too: checkpoints written before the
+  LSTM cells were attributes of the net hold them only there."""
+  net = build_net(cfg)
+  meta_optimizer = keras.optimizers.Adam(cfg.meta_lr)
+  meta_optimizer.build(net.trainable_variables)
+  iteration = tf.Variable(0, dtype=tf.int64, trainable=False)
+  tf.train.Checkpoint(net=net, optimizer=meta_optimizer, iteration=iteration).restore(
+      path).assert_existing_objects_matched().expect_partial()
+  return net, iteration
+
+
 def evaluate(cfg: L2LConfig, run_dir: str, test_iter: int = -1) -> dict:
   """The LSTM optimizer of the run and each baseline (learning rate tuned on cfg.tune_problems other
   problems) on cfg.test_problems test problems for T steps; writes and returns results/l2l.json.
@@ -215,9 +214,7 @@ def evaluate(cfg: L2LConfig, run_dir: str, test_iter: int = -1) -> dict:
       run_dir, test_iter, train_hint=(f'meta-train the row first (python main.py '
                                       f'--experiment={cfg.name} --logdir={os.path.dirname(run_dir) or "."})'))
   test_problem, tune_problem = make_problem(cfg, 'test'), make_problem(cfg, 'train')
-  net = build_net(cfg)
-  iteration = tf.Variable(0, dtype=tf.int64, trainable=False)
-  tf.train.Checkpoint(net=net, iteration=iteration).restore(path).expect_partial()
+  net, iteration = restore_net(cfg, path)
   steps = cfg.optimization_steps
   tune_set = _instances(tune_problem, cfg.tune_seed, _TUNE, cfg.tune_problems, steps)
   test_set = _instances(test_problem, cfg.test_seed, _TEST, cfg.test_problems, steps)

@@ -7,7 +7,6 @@ parameters with the best average training return, which the paper evaluates), Te
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import TYPE_CHECKING
@@ -32,19 +31,6 @@ if TYPE_CHECKING:  # the row's type only: the trainer reads no table
 
 CURVE_FILE, RESULTS = 'curve.json', 'results/fig5.json'
 MAX_CHECKPOINTS = 3  # an RL checkpoint is taken every few iterations; the curve keeps the history
-
-
-class _Rng:
-  """A numpy Generator a tf.train.Checkpoint can save (data_generator.NumpyRngState)."""
-
-  def __init__(self, seed):
-    self.rng = np.random.default_rng(seed)
-
-  def get_state(self) -> str:
-    return json.dumps(self.rng.bit_generator.state)
-
-  def set_state(self, state: str) -> None:
-    self.rng.bit_generator.state = json.loads(state)
 
 
 def build(cfg: RLConfig):
@@ -98,7 +84,7 @@ def train_rl(cfg: RLConfig, run_dir: str, resume: bool = True) -> int:
 
 def _train_locked(cfg: RLConfig, run_dir: str) -> int:
   envs, policy, algo = build(cfg)
-  rng = _Rng(cfg.seed)
+  rng = data_generator.Rng(cfg.seed)
   iteration = tf.Variable(0, dtype=tf.int64, trainable=False)
   ckpt = tf.train.Checkpoint(policy=policy, iteration=iteration,
                              rng=data_generator.NumpyRngState(rng))

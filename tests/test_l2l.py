@@ -198,6 +198,28 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path):
   assert len(rows[0]) == 5 and rows[0] == rows[1]
 
 
+def test_evaluation_restores_the_trained_optimizer(tmp_path, monkeypatch):
+  """Evaluation sees phi as training left it, from the net's own checkpoint entries: Keras 3 gives
+  a checkpoint no edge into a list of layers, which once left the LSTM cells at their initial
+  values at evaluation while resuming restored them through Adam's references."""
+  trained = []
+  build = l2l_trainer.build_net
+  monkeypatch.setattr(l2l_trainer, 'build_net', lambda cfg: trained.append(build(cfg)) or trained[-1])
+  cfg = small()
+  l2l_trainer.train(cfg, str(tmp_path / 'run'))
+  path = tf.train.latest_checkpoint(str(tmp_path / 'run'))
+  restored, iteration = l2l_trainer.restore_net(cfg, path)
+  alone = build(cfg)  # the net's entries only, without the optimizer's
+  tf.train.Checkpoint(net=alone).restore(path).expect_partial()
+  assert int(iteration) == cfg.iterations
+  for net in (restored, alone):
+    for want, got in zip(trained[0].trainable_variables, net.trainable_variables):
+      np.testing.assert_array_equal(got.numpy(), want.numpy())
+  init = build(cfg)
+  assert any(not np.array_equal(a.numpy(), b.numpy())
+             for a, b in zip(init.trainable_variables, restored.trainable_variables))
+
+
 def test_a_run_refuses_another_configuration(tmp_path):
   l2l_trainer.train(small(iterations=2), str(tmp_path))
   with pytest.raises(l2l_trainer.RunError, match='output_scale: 0.1 -> 0.5'):

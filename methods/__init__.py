@@ -206,6 +206,29 @@ def batched_forward(cfg: Config, model: keras.Model):
 REGISTRY: dict[str, type[Method]] = {}
 
 
+def stepless_eval_step(task_fn: Callable[..., dict], who: str, steps: int, *,
+                       jit_compile: bool = False, return_outputs: bool = False,
+                       reduce_retracing: bool = True) -> EvalFn:
+  """The eval fn of a learner that adapts by no steps (metric learners, Siamese and Relation
+  networks, Meta Networks, MANN): task_fn(support_x, support_y, query_x, query_y) -> {'loss' [T],
+  'metric' [T], 'outputs' [T, N*Q, ...], and any extra per-task metric [P, T]} gives
+  fn(support_x, support_y, query_x, query_y, lr) -> {'loss', 'metric'} [1, T] (and 'outputs'
+  [1, T, N*Q, ...] if return_outputs; the extras as they are). lr is ignored; steps must be 0."""
+  if steps != 0:
+    raise ValueError(f'steps={steps}: {who} take no fine-tuning steps (use 0)')
+
+  def step(support_x, support_y, query_x, query_y, lr):
+    del lr
+    result = dict(task_fn(support_x, support_y, query_x, query_y))
+    for key in ('loss', 'metric', 'outputs'):
+      result[key] = result[key][None]
+    if not return_outputs:
+      del result['outputs']
+    return result
+
+  return tf.function(step, jit_compile=jit_compile, reduce_retracing=reduce_retracing)
+
+
 def register(name: str):
   """Class decorator: registers a Method subclass under `name` (a Config.method or .baseline)."""
   def add(cls: type[Method]) -> type[Method]:

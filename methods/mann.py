@@ -236,24 +236,18 @@ class MANNLearner:
     """fn(support_x, support_y, query_x, query_y, lr) -> {'loss', 'metric'} [1, T] on the queries,
     'instance_accuracy' [K+1, T] (and 'outputs' [1, T, N*Q, N]); lr is ignored, steps must be 0.
     Traced once per shape: the steps are unrolled over the support set's static length."""
-    if steps != 0:
-      raise ValueError(f'steps={steps}: MANN takes no fine-tuning steps (use 0)')
 
-    def step(support_x, support_y, query_x, query_y, lr):
-      del lr
+    def task(support_x, support_y, query_x, query_y):
       out, logits, y = self.predict(support_x, support_y, query_x)
       metric = utils.accuracy(query_y, out)
       shots = support_y.shape[1] // support_y.shape[2]
-      result = {'loss': tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(query_y, out),
-                                       -1)[None],
-                'metric': metric[None],
-                'instance_accuracy': tf.concat([instance_accuracy(y, logits, shots), metric[None]],
-                                               0)}
-      if return_outputs:
-        result['outputs'] = out[None]
-      return result
+      return {'loss': tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(query_y, out), -1),
+              'metric': metric, 'outputs': out,
+              'instance_accuracy': tf.concat([instance_accuracy(y, logits, shots), metric[None]],
+                                             0)}
 
-    return tf.function(step)
+    return methods.stepless_eval_step(task, 'MANN rows', steps, return_outputs=return_outputs,
+                                      reduce_retracing=False)
 
 
 @config.Part

@@ -297,18 +297,14 @@ class MetaNetLearner:
   def make_eval_step(self, steps: int, jit_compile: bool = False, return_outputs: bool = False):
     """fn(support_x, support_y, query_x, query_y, lr) -> {'loss', 'metric': accuracy} [1, T] (and
     'outputs' [1, T, N*Q, N], the logits); lr is ignored, steps must be 0."""
-    if steps != 0:
-      raise ValueError(f'steps={steps}: Meta Networks take no fine-tuning steps (use 0)')
 
-    def step(support_x, support_y, query_x, query_y, lr):
-      del lr
+    def task(support_x, support_y, query_x, query_y):
       out = self.logits(support_x, support_y, query_x)
-      result = {'loss': self.loss_fn(query_y, out)[None], 'metric': self.metric_fn(query_y, out)[None]}
-      if return_outputs:
-        result['outputs'] = out[None]
-      return result
+      return {'loss': self.loss_fn(query_y, out), 'metric': self.metric_fn(query_y, out),
+              'outputs': out}
 
-    return tf.function(step, jit_compile=jit_compile, reduce_retracing=True)
+    return methods.stepless_eval_step(task, 'Meta Networks', steps, jit_compile=jit_compile,
+                                      return_outputs=return_outputs)
 
 
 def metanet_loss(y: tf.Tensor, logits: tf.Tensor, shots=None) -> tf.Tensor:

@@ -231,20 +231,16 @@ class MetricLearner(TaskEmbedder):
   def make_eval_step(self, steps: int, jit_compile: bool = False, return_outputs: bool = False):
     """fn(support_x, support_y, query_x, query_y, lr) -> {'loss', 'metric'} [1, T] on the queries
     (and 'outputs' [1, T, N*Q, N] if return_outputs); lr is ignored, steps must be 0."""
-    if steps != 0:
-      raise ValueError(f'steps={steps}: metric learners take no fine-tuning steps (use 0)')
 
-    def step(support_x, support_y, query_x, query_y, lr):
-      del lr
+    def task(support_x, support_y, query_x, query_y):
       out = self.logits(support_x, support_y, query_x)
-      result = {'loss': self.loss_fn(query_y, out)[None], 'metric': self.metric_fn(query_y, out)[None]}
-      if return_outputs:
-        result['outputs'] = out[None]
-      return result
+      return {'loss': self.loss_fn(query_y, out), 'metric': self.metric_fn(query_y, out),
+              'outputs': out}
 
     # Every K has its own shapes; reduce_retracing keeps one general trace.
-    return tf.function(step, jit_compile=jit_compile,
-                       reduce_retracing=self._maml.task_parallelism != 'loop')
+    return methods.stepless_eval_step(task, 'metric learners', steps, jit_compile=jit_compile,
+                                      return_outputs=return_outputs,
+                                      reduce_retracing=self._maml.task_parallelism != 'loop')
 
 
 @config.Part

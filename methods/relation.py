@@ -197,19 +197,14 @@ class RelationLearner:
   def make_eval_step(self, steps: int, jit_compile: bool = False, return_outputs: bool = False):
     """fn(support_x, support_y, query_x, query_y, lr) -> {'loss': MSE, 'metric': accuracy} [1, T]
     (and 'outputs' [1, T, N*Q, N], the scores r); lr is ignored, steps must be 0."""
-    if steps != 0:
-      raise ValueError(f'steps={steps}: relation networks take no fine-tuning steps (use 0)')
 
-    def step(support_x, support_y, query_x, query_y, lr):
-      del lr
+    def task(support_x, support_y, query_x, query_y):
       r = self.scores(support_x, support_y, query_x)
-      result = {'loss': self.loss_fn(query_y, r)[None], 'metric': self.metric_fn(query_y, r)[None]}
-      if return_outputs:
-        result['outputs'] = r[None]
-      return result
+      return {'loss': self.loss_fn(query_y, r), 'metric': self.metric_fn(query_y, r), 'outputs': r}
 
-    return tf.function(step, jit_compile=jit_compile,
-                       reduce_retracing=self.task_parallelism != 'loop')
+    return methods.stepless_eval_step(task, 'relation networks', steps, jit_compile=jit_compile,
+                                      return_outputs=return_outputs,
+                                      reduce_retracing=self.task_parallelism != 'loop')
 
 
 def relation_mse(y: tf.Tensor, r: tf.Tensor, shots=None) -> tf.Tensor:

@@ -145,19 +145,14 @@ class SiameseLearner(TaskEmbedder):
   def make_eval_step(self, steps: int, jit_compile: bool = False, return_outputs: bool = False):
     """fn(support_x, support_y, query_x, query_y, lr) -> {'loss': pair loss, 'metric': accuracy}
     [1, T] (and 'outputs' [1, T, N*Q, N], the class scores); lr is ignored, steps must be 0."""
-    if steps != 0:
-      raise ValueError(f'steps={steps}: Siamese networks take no fine-tuning steps (use 0)')
 
-    def step(support_x, support_y, query_x, query_y, lr):
-      del lr
+    def task(support_x, support_y, query_x, query_y):
       loss, scores = self.episode_outputs(support_x, support_y, query_x, query_y)
-      result = {'loss': loss[None], 'metric': self.metric_fn(query_y, scores)[None]}
-      if return_outputs:
-        result['outputs'] = scores[None]
-      return result
+      return {'loss': loss, 'metric': self.metric_fn(query_y, scores), 'outputs': scores}
 
-    return tf.function(step, jit_compile=jit_compile,
-                       reduce_retracing=self._maml.task_parallelism != 'loop')
+    return methods.stepless_eval_step(task, 'Siamese networks', steps, jit_compile=jit_compile,
+                                      return_outputs=return_outputs,
+                                      reduce_retracing=self._maml.task_parallelism != 'loop')
 
 
 @config.Part

@@ -134,12 +134,30 @@ def train_straight_and_resumed(cfg, folder: pathlib.Path):
           trainer.restore_for_eval(cfg, str(folder / 'b'))[0])
 
 
-def run_case(name: str, run_dir: str, sources: dict[str, str]) -> dict:
-  """Trains case `name` in run_dir and evaluates it on the test split; returns what is compared."""
+def case_config(name: str, sources: dict[str, str]):
+  """The row of case `name` with its changes, on the synthetic sources."""
   row, changes = CASES[name]
   cfg = experiments.get(row).replace(**changes)
-  if cfg.datasource != 'sinusoid':
-    cfg = cfg.replace(data_dir=sources[cfg.datasource])
+  return cfg if cfg.datasource == 'sinusoid' else cfg.replace(data_dir=sources[cfg.datasource])
+
+
+def unrestored_at_evaluation(cfg, run_dir: str) -> list[str]:
+  """The learner's variables that evaluation (trainer.restore_for_eval: the model and the method's
+  saved variables, no optimizer) restores unlike training's resume (which reaches the trainable ones
+  through the optimizer's references too) from the run's latest checkpoint. A variable that the
+  checkpoint reaches only through the optimizer (say a Keras 3 layer kept in a Python list) would
+  keep its initial value at evaluation."""
+  evaluated, path = trainer.restore_for_eval(cfg, run_dir, test_iter=-2)
+  resumed = trainer.build(cfg)
+  tf.train.Checkpoint(optimizer=resumed.optimizer, **trainer.trackables(resumed)).restore(
+      path).expect_partial()
+  return [v.path for v, w in zip(evaluated.learner.variables, resumed.learner.variables)
+          if not np.array_equal(v.numpy(), w.numpy())]
+
+
+def run_case(name: str, run_dir: str, sources: dict[str, str]) -> dict:
+  """Trains case `name` in run_dir and evaluates it on the test split; returns what is compared."""
+  cfg = case_config(name, sources)
   losses = []
   add = trainer._Meter.add
 

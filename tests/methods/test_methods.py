@@ -43,6 +43,8 @@ def test_first_iterations_are_bit_identical_to_the_recorded_ones(case, request, 
   assert got['checkpoint_keys'] == want['checkpoint_keys']
   assert got['checkpoint_sha256'] == want['checkpoint_sha256']
   assert got['results'] == want['results']
+  assert method_runs.unrestored_at_evaluation(method_runs.case_config(case, src),
+                                              str(tmp_path / 'run')) == []
 
 
 def test_every_method_has_a_recorded_case():

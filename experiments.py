@@ -1149,6 +1149,11 @@ def get(name: str) -> Config:
   return EXPERIMENTS[name]
 
 
+def config_type(name: str) -> type:
+  """The config type of row `name`: RLConfig, L2LConfig or Config (what its config.json loads into)."""
+  return RLConfig if name in RL_EXPERIMENTS else L2LConfig if name in L2L_EXPERIMENTS else Config
+
+
 def get_rl(name: str) -> RLConfig:
   """The RL row `name`, or ConfigError listing the RL rows."""
   if name not in RL_EXPERIMENTS:

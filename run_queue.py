@@ -90,8 +90,7 @@ def selection_rule(row: str, run_dir: str | None = None) -> str:
   if is_l2l(row):  # the last iteration, whatever the run
     return experiments.get_l2l(row).selection_rule
   if os.path.exists(path):
-    kind = experiments.RLConfig if is_rl(row) else experiments.Config
-    return kind.from_dict(utils.read_json(path)).selection_rule
+    return experiments.config_type(row).from_dict(utils.read_json(path)).selection_rule
   return (experiments.get_rl(row) if is_rl(row) else experiments.get(row)).selection_rule
 
 

@@ -71,6 +71,18 @@ def prepare(run_dir: str, config: dict, resume: bool, diff: Callable[[dict], lis
   utils.write_json(path, config)
 
 
+def fields_diff(cfg) -> Callable[[dict], list[str]]:
+  """prepare's diff for a config with its own type (the RL and learned-optimizer rows: to_dict,
+  from_dict, RUNTIME_FIELDS): its fields, but the runtime ones, that differ from the saved ones."""
+  new = cfg.to_dict()
+
+  def diff(saved: dict) -> list[str]:
+    saved = type(cfg).from_dict(saved).to_dict()
+    return [f'{k}: {saved[k]!r} -> {v!r}' for k, v in new.items()
+            if k not in cfg.RUNTIME_FIELDS and saved.get(k) != v]
+  return diff
+
+
 @contextlib.contextmanager
 def lock(run_dir: str):
   """Holds <run>/train.lock (this process's pid) while training: a second trainer of the same run

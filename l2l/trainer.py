@@ -85,21 +85,11 @@ def meta_train_iteration(cfg: L2LConfig, problem, net, meta_step, rng: np.random
   return np.concatenate(losses + [unroll_losses.numpy()[-1:]])
 
 
-def _config_diff(cfg: L2LConfig):
-  new = cfg.to_dict()
-
-  def diff(saved: dict) -> list[str]:
-    saved = type(cfg).from_dict(saved).to_dict()
-    return [f'{k}: {saved[k]!r} -> {v!r}' for k, v in new.items()
-            if k not in cfg.RUNTIME_FIELDS and saved.get(k) != v]
-  return diff
-
-
 def train(cfg: L2LConfig, run_dir: str, resume: bool = True, log_summaries: bool = True) -> int:
   """Meta-trains to cfg.iterations optimizations (resuming from the latest checkpoint); returns the
   iteration reached. Holds the run's lock throughout."""
   problem = make_problem(cfg, 'train')  # a missing MNIST file stops here, before the run exists
-  with rundir.open_for_training(run_dir, cfg.to_dict(), resume, _config_diff(cfg)):
+  with rundir.open_for_training(run_dir, cfg.to_dict(), resume, rundir.fields_diff(cfg)):
     return _train_locked(cfg, run_dir, problem, log_summaries)
 
 

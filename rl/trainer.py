@@ -62,23 +62,11 @@ def meta_batch(cfg: RLConfig, envs, algo: rl.maml_trpo.MamlTrpo, rng: np.random.
   return rl.maml_trpo.MetaData(support_x, support_y, query_x, query_y, tf.constant(old)), pre, post
 
 
-def _config_diff(cfg: RLConfig):
-  """rundir.prepare's diff for an RL row: the fields of cfg, but the runtime ones, that differ from
-  the saved config.json."""
-  new = cfg.to_dict()
-
-  def diff(saved: dict) -> list[str]:
-    saved = type(cfg).from_dict(saved).to_dict()
-    return [f'{k}: {saved[k]!r} -> {v!r}' for k, v in new.items()
-            if k not in cfg.RUNTIME_FIELDS and saved.get(k) != v]
-  return diff
-
-
 def train_rl(cfg: RLConfig, run_dir: str, resume: bool = True) -> int:
   """Runs cfg.iterations outer TRPO steps (resuming from the latest checkpoint); returns the iteration.
 
   Holds the run's lock throughout: a second trainer of the same run stops with RunError."""
-  with rundir.open_for_training(run_dir, cfg.to_dict(), resume, _config_diff(cfg)):
+  with rundir.open_for_training(run_dir, cfg.to_dict(), resume, rundir.fields_diff(cfg)):
     return _train_locked(cfg, run_dir)
 
 

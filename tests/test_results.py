@@ -25,8 +25,7 @@ RUN_FIELDS = ('commit', 'checkpoint')
 
 
 def config_of(row):
-  kind = experiments.RLConfig if run_queue.is_rl(row) else experiments.Config
-  return kind.from_dict(json.loads((RESULTS / row / 'config.json').read_text()))
+  return experiments.config_type(row).from_dict(json.loads((RESULTS / row / 'config.json').read_text()))
 
 
 def test_the_readme_tables_are_generated_from_results(capsys):
@@ -102,3 +101,17 @@ def test_a_committed_omniglot_model_reevaluates_to_its_numbers_on_the_first_task
     # the first tasks of the 600 are the same tasks; accuracy may differ by a rounding-level flip
     assert again['per_task'] == pytest.approx(first, abs=1e-4), name
     assert again['iteration'] == committed['iteration']
+
+
+@pytest.mark.parametrize('row', [r for r in experiments.L2L_EXPERIMENTS if r in DONE])
+def test_a_committed_lstm_optimizer_reevaluates_to_its_committed_curves(tmp_path, row):
+  """The committed phi, restored from results/<row>/model/, and the baselines retuned give the
+  committed mean loss of every optimizer at every step."""
+  out = _reevaluate(tmp_path, row)
+  committed = json.loads((RESULTS / row / 'results' / 'l2l.json').read_text())
+  again = json.loads((out / 'l2l.json').read_text())
+  assert again['order'] == committed['order']
+  for name in committed['order']:
+    assert again['optimizers'][name].get('lr') == committed['optimizers'][name].get('lr'), name
+    assert again['optimizers'][name]['mean'] == pytest.approx(committed['optimizers'][name]['mean'],
+                                                              rel=1e-4), name

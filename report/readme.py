@@ -68,12 +68,11 @@ class _Evidence:
     run = self.run(row)
     if run and run.get('done'):
       return f'{_kilo(run["trained_iterations"])} of {_kilo(target)}'
+    # A run in progress is named, not how far it got: its progress is the curve in results/<row>/.
+    running = '; rerun in the queue' if run else ''
     if legacy:
-      rerun = f'; rerun at {_kilo(run["trained_iterations"])}' if run else ''
-      return f'{_kilo(int(legacy["trained"]))} of {_kilo(target)}{rerun}'
-    if run:  # a run in progress: how far its committed snapshot got
-      return f'in progress ({_kilo(run["trained_iterations"])} of {_kilo(target)})'
-    return f'— of {_kilo(target)}'
+      return f'{_kilo(int(legacy["trained"]))} of {_kilo(target)}{running}'
+    return f'— of {_kilo(target)}{running}'
 
   def link(self, row: str, legacy: Mapping | None = None) -> str:
     if self.run(row) and self.run(row).get('done'):

@@ -106,6 +106,20 @@ CASES: dict[str, tuple[str, dict]] = {
 _PROGRESS = re.compile(r'(iter \d+/\d+ \([\d.]+%\) [^|]+\|[^|]+(\|[^|]+)?) \| [\d.e+-]+ it/s')
 
 
+def tiny_episode(tasks=2, n=3, k=2, q=2, seed=0, shape=(28, 28, 1)):
+  """Random images [T, N*K, *shape], one-hot [T, N*K, N] (shuffled per task), [T, N*Q, *shape],
+  [T, N*Q, N]: an episode for the methods' unit tests."""
+  rng = np.random.default_rng(seed)
+
+  def labels(shots):
+    return np.stack([np.eye(n)[rng.permutation(np.repeat(np.arange(n), shots))] for _ in range(tasks)])
+
+  sy, qy = labels(k), labels(q)
+  sx = rng.uniform(size=(tasks, n * k, *shape))
+  qx = rng.uniform(size=(tasks, n * q, *shape))
+  return tuple(tf.constant(a, tf.float32) for a in (sx, sy, qx, qy))
+
+
 def make_sources(folder: pathlib.Path) -> dict[str, str]:
   """The synthetic Omniglot and MiniImagenet sources (seeded, the same bytes on every run)."""
   return {'omniglot': str(synthetic_data.make_omniglot(folder / 'omniglot')),

@@ -35,16 +35,8 @@ def learner(parallelism='map_fn', **kwargs):
 
 
 def episode(tasks=2, n=3, k=2, q=2, seed=0):
-  """Images [T, N*K, 28, 28, 1], one-hot [T, N*K, N] (shuffled), [T, N*Q, ...], [T, N*Q, N]."""
-  rng = np.random.default_rng(seed)
-
-  def labels(shots):
-    return np.stack([np.eye(n)[rng.permutation(np.repeat(np.arange(n), shots))] for _ in range(tasks)])
-
-  sy, qy = labels(k), labels(q)
-  sx = rng.uniform(size=(tasks, n * k, *SHAPE))
-  qx = rng.uniform(size=(tasks, n * q, *SHAPE))
-  return tuple(tf.constant(a, tf.float32) for a in (sx, sy, qx, qy))
+  """method_runs.tiny_episode of Omniglot-sized images."""
+  return method_runs.tiny_episode(tasks, n, k, q, seed, SHAPE)
 
 
 def test_network_shapes_follow_the_official_code():

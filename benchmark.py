@@ -16,10 +16,15 @@ reports:
     few random episodes shaped like the row's, so the rate is the step alone;
   * memory: the peak resident set size of the whole process (ru_maxrss) at the end, next to the RSS
     just before the model was built, and the peak memory of each GPU if there is one;
-  * context: versions, devices, threads, commit, time, so figures from two machines can be compared.
+  * contention: the other processes' CPU use during the timed window, in cores (benchmarks.harness),
+    so a figure from a busy machine shows itself;
+  * context: versions, devices, threads, CPU and its vector extension, commit, time, so figures from
+    two machines can be compared.
 
 The result is printed and written to <out_dir>/<row>[.first_order][.nojit].json.
-Run it with `python main.py --experiment=<row> --benchmark [--benchmark_iterations=N]`.
+Run it with `python main.py --experiment=<row> --benchmark [--benchmark_iterations=N]`; the
+comparison with other implementations on the same work is benchmarks/compare.py
+(`bash scripts/benchmark.sh`).
 """
 
 from __future__ import annotations
@@ -27,7 +32,6 @@ from __future__ import annotations
 import datetime
 import math
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -37,6 +41,7 @@ from absl import logging
 import keras
 import tensorflow as tf
 
+from benchmarks import harness
 import data_generator
 import experiments
 from experiments import Config
@@ -92,7 +97,7 @@ def _context(cfg: Config, objective: str) -> dict:
       'query_size': cfg.train_query_size * cfg.num_classes,
       'tensorflow': tf.__version__, 'keras': keras.__version__,
       'devices': [d.name for d in tf.config.list_physical_devices()],
-      'cpu_count': os.cpu_count(), 'cpu_model': _cpu_model(),
+      **harness.cpu_info(),
       # TensorFlow reads it at import: main.py sets '1' unless the caller set it.
       'onednn_opts': os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset (TF default)'),
       # 0 means TensorFlow picks (by default: all cores).
@@ -103,22 +108,16 @@ def _context(cfg: Config, objective: str) -> dict:
   }
 
 
-def _cpu_model() -> str:
-  """The CPU's model name from /proc/cpuinfo (Linux), else platform.processor()."""
-  if os.path.exists('/proc/cpuinfo'):
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
-  return platform.processor() or 'unknown'
-
-
 def _gpu_peak_mb() -> dict[str, float]:
   """Peak memory of each visible GPU in MB (empty on CPU-only machines)."""
   peaks = {}
   for i, _ in enumerate(tf.config.list_logical_devices('GPU')):
     peaks[f'GPU:{i}'] = tf.config.experimental.get_memory_info(f'GPU:{i}')['peak'] / MB
   return peaks
+
+
+def _cores(value: float | None) -> str:
+  return 'unknown' if value is None else f'{value:.2f} cores'
 
 
 def _mb(value: float | None) -> str:
@@ -137,6 +136,7 @@ def _summary(r: dict) -> str:
       f'{r["iterations"]} timed after {r["warmup"]} warm-up',
       f'  data: {r["data"]} ({100 * r["sampling_share"]:.0f}% of the timed wall time spent drawing '
       'episodes)',
+      f'  other processes       {_cores(r["other_cores"])} busy during the timed window',
       f'  full training         {r["total_iterations"]} iterations ~ {r["est_training_time"]} '
       '(at the median rate)',
       f'  peak RSS              {r["peak_rss_mb"]:.0f} MB (whole process; RSS before building the '
@@ -145,7 +145,7 @@ def _summary(r: dict) -> str:
   for device, peak in r['gpu_peak_mb'].items():
     lines.append(f'  peak {device} memory     {peak:.0f} MB')
   lines.append(f'  tensorflow {r["tensorflow"]}, keras {r["keras"]}, {r["cpu_count"]} cpus '
-               f'({r.get("cpu_model", "?")}, TF_ENABLE_ONEDNN_OPTS {r.get("onednn_opts", "?")}), intra/inter '
+               f'({r.get("cpu_model", "?")}, {r.get("vector_extension", "?")}, TF_ENABLE_ONEDNN_OPTS {r.get("onednn_opts", "?")}), intra/inter '
                f'op threads {r["intra_op_threads"]}/{r["inter_op_threads"]} (0 = TF default), '
                f'devices {", ".join(r["devices"])}')
   lines.append(f'  commit {r["commit"]} at {r["timestamp"]}')
@@ -239,6 +239,8 @@ def run_benchmark(cfg: Config, iterations: int = 200, out_dir: str | None = None
   iterations = calls * per_call
   calls_per_chunk = max(1, CHUNK // per_call)
   rates, sampling_s, timed_s = [], 0.0, 0.0
+  contention = harness.Contention()
+  contention.start()
   for start in range(0, calls, calls_per_chunk):
     n = min(calls_per_chunk, calls - start)
     t0 = time.perf_counter()
@@ -252,6 +254,7 @@ def run_benchmark(cfg: Config, iterations: int = 200, out_dir: str | None = None
     timed_s += dt
     rates.append(n * per_call / dt)
 
+  busy = contention.stop()
   if not math.isfinite(final_loss):
     raise trainer.RunError(f'{cfg.name}: the benchmarked loss is {final_loss}; timings of non-finite '
                      'arithmetic are not this row\'s speed (check the row\'s settings and episodes)')
@@ -262,7 +265,8 @@ def run_benchmark(cfg: Config, iterations: int = 200, out_dir: str | None = None
       'chunk_size': calls_per_chunk * per_call, 'steps_per_call': per_call, 'its_median': median,
       'its_mean': iterations / timed_s,
       'its_min': min(rates), 'its_max': max(rates), 'timed_s': timed_s,
-      'sampling_share': sampling_s / timed_s, 'data': data,
+      'sampling_share': sampling_s / timed_s, 'data': data, **busy,
+      'query_per_class': cfg.train_query_size,
       'final_loss': final_loss,
       'total_iterations': cfg.total_iterations,
       'est_training_s': cfg.total_iterations / median,
@@ -280,85 +284,3 @@ def run_benchmark(cfg: Config, iterations: int = 200, out_dir: str | None = None
     utils.write_json(path, result)
     logging.info('wrote %s', path)
   return result
-
-
-# --- this project vs other implementations ----------------------------------------------------------
-
-PEERS_SOURCE = ('performance issue (#4) of this project: median meta-iterations/s of each '
-                'implementation on synthetic episodes, measured on the project\'s 2-core CPU '
-                'machine type (AMD EPYC, AVX-512)')
-PEER_NAMES = ('learn2learn (PyTorch 2.13)', 'jitted JAX', 'original TF1 code')
-# row -> its label and the peers' it/s, in PEER_NAMES order.
-PEERS: dict[str, tuple[str, tuple[float, float, float]]] = {
-    'sinusoid_maml': ('sinusoid, meta-batch 25, 1 step', (37.8, 2895, 98.9)),
-    'omniglot_5way_1shot': ('Omniglot 5w1s, mb 32, 1 step', (1.34, 1.42, 2.66)),
-    'omniglot_20way_1shot': ('Omniglot 20w1s, mb 16, 5 steps', (0.449, 0.266, 0.737)),
-    'miniimagenet_5way_1shot': ('MiniImagenet 5w1s, mb 4, 5 steps', (0.516, 0.288, 0.841)),
-    'miniimagenet_5way_1shot_first_order': ('MiniImagenet 5w1s first order', (0.639, 0.479, 1.24)),
-}
-PEER_PEAK_MB = {  # learn2learn's peak memory on the same rows (same source)
-    'sinusoid_maml': 400, 'omniglot_5way_1shot': 500, 'omniglot_20way_1shot': 700,
-    'miniimagenet_5way_1shot': 1200, 'miniimagenet_5way_1shot_first_order': 1000}
-# The memory-lean setting of the rows whose tasks are heavy: the meta-gradient a few tasks at a time
-# (--task_chunk; the same update). scripts/benchmark.sh times these too.
-LEAN_TASK_CHUNK = {'omniglot_20way_1shot': 4, 'miniimagenet_5way_1shot': 1,
-                   'miniimagenet_5way_1shot_first_order': 1}
-TARGET_SPEEDUP = 1.25  # over the fastest peer
-FIRST_ORDER_TARGET = 1.33  # first-order over second-order speed of the same row (the paper's claim)
-COMPILE_TARGET_S = 15.0
-MEMORY_LIMIT_MB = 8 * 1024
-
-
-def report_table(logdir: str) -> str:
-  """Markdown: this project's benchmark results under <logdir>/benchmarks vs the peers' figures.
-
-  Rows not benchmarked yet are listed with the command that makes them. PASS/FAIL marks the
-  targets of the performance issue (speed, compile time, memory).
-  """
-  out_dir = os.path.join(logdir, 'benchmarks')
-  header = ('row', 'this project it/s', *PEER_NAMES, 'vs best peer', 'compile s', 'peak RSS MB',
-            'learn2learn MB', 'targets')
-  lines = [f'# Meta-iterations/s vs other implementations (peers: {PEERS_SOURCE})', '',
-           '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
-  results, missing = {}, []
-  for name, (label, peers) in PEERS.items():
-    path = output_path(experiments.get(name), out_dir)  # the row as it is, no overrides
-    if not os.path.exists(path):
-      missing.append(f'python main.py --experiment={name} --benchmark --logdir={logdir}')
-      continue
-    r = results[name] = utils.read_json(path)
-    speedup = r['its_median'] / max(peers)
-    ok = (speedup >= TARGET_SPEEDUP and r['compile_s'] < COMPILE_TARGET_S and
-          r['peak_rss_mb'] <= MEMORY_LIMIT_MB)
-    lines.append('| ' + ' | '.join([
-        label, f'{r["its_median"]:.3g}', *(f'{p:g}' for p in peers), f'{speedup:.2f}x',
-        f'{r["compile_s"]:.1f}', f'{r["peak_rss_mb"]:.0f}', str(PEER_PEAK_MB[name]),
-        'PASS' if ok else 'FAIL']) + ' |')
-  lines += ['', f'targets: >= {TARGET_SPEEDUP}x the fastest peer, compile (first call) < '
-            f'{COMPILE_TARGET_S:g} s, peak RSS <= {MEMORY_LIMIT_MB // 1024} GB (the whole process, '
-            'TensorFlow runtime included)']
-  so, fo = 'miniimagenet_5way_1shot', 'miniimagenet_5way_1shot_first_order'
-  if so in results and fo in results:
-    ratio = results[fo]['its_median'] / results[so]['its_median']
-    lines.append(f'- first order / second order (MiniImagenet 5w1s): {ratio:.2f}x '
-                 f'({"PASS" if ratio >= FIRST_ORDER_TARGET else "FAIL"}: >= {FIRST_ORDER_TARGET}x)')
-  lean = []
-  for name, chunk in LEAN_TASK_CHUNK.items():
-    path = output_path(experiments.get(name).replace(task_chunk=chunk), out_dir)
-    if name in results and os.path.exists(path):
-      r, full = utils.read_json(path), results[name]
-      lean.append(f'| {PEERS[name][0]} | {chunk} | {r["its_median"]:.3g} ({full["its_median"]:.3g}) | '
-                  f'{r["peak_rss_mb"]:.0f} ({full["peak_rss_mb"]:.0f}) | {PEER_PEAK_MB[name]} |')
-  if lean:
-    lines += ['', 'Memory-lean setting (--task_chunk=C: the meta-gradient C tasks at a time, the same '
-              'update; in brackets the whole meta-batch at once):', '',
-              '| row | task_chunk | it/s | peak RSS MB | learn2learn MB |', '|---|---|---|---|---|',
-              *lean]
-  for name, r in results.items():
-    lines.append(f'- {name}: {r["cpu_count"]} cpus, {", ".join(r["devices"])}, tensorflow '
-                 f'{r["tensorflow"]}, commit {r["commit"]}, {r["timestamp"]}')
-  if missing:
-    lines += ['', 'Not benchmarked yet:'] + [f'- `{c}`' for c in missing]
-  text = '\n'.join(lines) + '\n'
-  print(text)
-  return text

@@ -54,7 +54,7 @@ flags.DEFINE_enum('queue', None, ['pending', 'status', 'restore', 'export', 'sav
                   'running row\'s latest checkpoint to results/<row>/checkpoint/.')
 flags.DEFINE_string('results_dir', 'results', 'The committed results (one folder per row) and the queue.')
 flags.DEFINE_string('report', None, 'Print (and draw) a group\'s published-vs-reproduced table: sinusoid, omniglot, '
-                    'miniimagenet, experiments, benchmark (speed vs other implementations).')
+                    'miniimagenet, experiments, speed (the README speed section from the comparison), ...')
 # The rows' fields: one flag per field marked `flag` in config.py, the methods' options and
 # experiments.RLConfig, with the field's doc; None keeps the row's value.
 _IN_TEST_MODE = {'update_batch_size': 'test mode: the K to evaluate',
@@ -99,6 +99,17 @@ flags.DEFINE_bool('test_set', False, 'Evaluate on the test tasks (False: validat
 flags.DEFINE_integer('train_update_batch_size', None, 'Test mode: the K the run was trained with.')
 flags.DEFINE_float('train_update_lr', None, 'Test mode: the alpha the run was trained with.')
 flags.DEFINE_integer('benchmark_iterations', 200, 'Benchmark: timed iterations after warm-up.')
+flags.DEFINE_integer('benchmark_warmup', 20, 'Benchmark: untimed iterations after the first call.')
+# The speed comparison with other implementations on the same work (benchmarks/compare.py).
+flags.DEFINE_bool('compare_speed', False, 'Run this project and every installed peer (PyTorch '
+                  'torch.func, higher, JAX, the original TF1 code) on the same work, one after another; '
+                  'one JSON line each to --compare_out.')
+flags.DEFINE_list('compare_works', [], 'Compare: the works to run (benchmarks/work.py; default all).')
+flags.DEFINE_list('compare_impls', [], 'Compare: the implementations to run (default all).')
+flags.DEFINE_string('tf1_original', None, 'Compare: a checkout of github.com/cbfinn/maml, run under '
+                    'tf.compat.v1 as a peer (skipped without it).')
+flags.DEFINE_string('compare_out', 'results/speed/comparison.jsonl', 'Compare: the JSON lines file.')
+flags.DEFINE_bool('compare_quick', False, 'Compare: a tenth of the iterations (a smoke run).')
 flags.DEFINE_enum('benchmark_data', 'synthetic', ['synthetic', 'sampler'],
                   "Benchmark: random episodes of the row's shapes, or the row's own data sampler.")
 # Adapt a trained model to your own images (predict.py).
@@ -245,6 +256,30 @@ def _run_l2l(test_mode: bool) -> int:
   return 0
 
 
+def _compare_speed() -> int:
+  """--compare_speed: benchmarks/compare.py with the --compare_* flags; config flags given on the
+  command line (e.g. --task_chunk=4) go to this project's runs."""
+  from benchmarks import compare
+  from benchmarks import work as work_lib
+  unknown = [w for w in FLAGS.compare_works if w not in work_lib.BY_NAME]
+  if unknown:
+    raise ConfigError(f'--compare_works: unknown {", ".join(unknown)}; known: '
+                      f'{", ".join(work_lib.BY_NAME)}')
+  unknown = [i for i in FLAGS.compare_impls if i not in compare.IMPLS]
+  if unknown:
+    raise ConfigError(f'--compare_impls: unknown {", ".join(unknown)}; known: {", ".join(compare.IMPLS)}')
+  if FLAGS.experiment:
+    raise ConfigError('--compare_speed runs the works of benchmarks/work.py: drop --experiment')
+  if FLAGS.tf1_original and not os.path.isfile(os.path.join(FLAGS.tf1_original, 'maml.py')):
+    raise ConfigError(f'--tf1_original={FLAGS.tf1_original} holds no maml.py: give a clone of '
+                      'github.com/cbfinn/maml')
+  extra = tuple(f'--{f}={FLAGS[f].value}' for f in CONFIG_FLAGS if FLAGS[f].present)
+  compare.run(FLAGS.compare_out, works=tuple(FLAGS.compare_works),
+              impls=tuple(FLAGS.compare_impls), tf1_original=FLAGS.tf1_original,
+              quick=FLAGS.compare_quick, extra_flags=extra)
+  return 0
+
+
 def _queue(action: str) -> int:
   """The run queue's steps (run_queue.py); scripts/continue_runs.sh chains them."""
   import run_queue
@@ -342,6 +377,8 @@ def main(argv):
   try:
     if FLAGS.queue:
       return _queue(FLAGS.queue)
+    if FLAGS.compare_speed:
+      return _compare_speed()
     if FLAGS.report:
       import report
       report.write_report(FLAGS.report, FLAGS.logdir)
@@ -381,7 +418,7 @@ def main(argv):
       import benchmark
       benchmark.run_benchmark(cfg, iterations=FLAGS.benchmark_iterations,
                               out_dir=os.path.join(FLAGS.logdir, 'benchmarks'),
-                              data=FLAGS.benchmark_data)
+                              warmup=FLAGS.benchmark_warmup, data=FLAGS.benchmark_data)
     elif FLAGS.train:
       return _until_stopped(
           lambda: trainer.train(cfg, run_dir, resume=FLAGS.resume, log_summaries=FLAGS.log))

@@ -9,6 +9,7 @@ The modules, in reading order:
   groups.py   the groups of `python main.py --report=<group>`: each prints its table and writes its
               figures (GROUPS, write_report)
   readme.py   the README's results section, generated from results/
+  speed.py    the README's speed section, generated from the speed comparison's JSON lines
 
 The names that main.py, tools, docs and tests use are re-exported here (`import report;
 report.write_report(...)`, `report.readme_section(...)`).
@@ -18,6 +19,7 @@ from report.figures import plot_fits, plot_learning_curve, plot_learning_curves
 from report.groups import (GROUPS, experiments_report, l2l_report, methods_report, rl_report,
                            sinusoid_report, table1_report, write_report)
 from report.readme import NOT_KEPT, README_BEGIN, README_END, readme_report, readme_section
+from report.speed import SPEED_BEGIN, SPEED_END, speed_report, speed_section
 from report.results import (COLORS, FIG2_SHOTS, FIG3_SHOTS, FIGURES_DIR, LABELS, MAML_ROW, ORACLE_ROW,
                             PAPER_ALPHA_ROW, PLOT_TASK, PRETRAINED_ROW, SINUSOID_SHOTS, SPLIT, SUPPORT_COLOR,
                             TABLE2_ROWS, TABLE2_SHOTS, TARGET_STEP, TARGET_TOLERANCE, Result, Results,

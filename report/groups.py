@@ -11,7 +11,8 @@ report/results.py describes and writes:
 
 The others: 'omniglot', 'miniimagenet' and one group per method's rows (paper Table 1 and the validation
 curves), 'methods' (every method on the same tasks), 'rl_<env>' (paper Fig. 5), 'experiments' (the
-experiments table), 'readme' (the README's results section, report/readme.py), 'benchmark' and one
+experiments table), 'readme' (the README's results section, report/readme.py), 'speed' (the README's speed section
+from results/speed/comparison.jsonl, report/speed.py) and one
 per learned-optimizer row ('l2l_quadratic', 'l2l_mnist': Andrychowicz et al. 2016 Fig. 2/3).
 """
 
@@ -24,12 +25,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-import benchmark
 import experiments
 from experiments import ConfigError
 import methods
 from report import figures
 from report.readme import readme_report
+from report.speed import speed_report
 from report.results import FIGURES_DIR, SINUSOID_SHOTS, SPLIT, load_results
 from report.tables import curves_text, experiments_table, method_label, published_text, table2_markdown
 import utils
@@ -246,7 +247,7 @@ GROUPS: dict[str, Callable[[str], str]] = {
     'methods': methods_report,
     'experiments': experiments_report,
     'readme': readme_report,
-    'benchmark': benchmark.report_table,
+    'speed': speed_report,
     **{f'rl_{env}': functools.partial(rl_report, env=env) for env in experiments.RL_ENVS},
     **{row: lambda logdir, row=row: l2l_report(os.path.join(logdir, row))
        for row in experiments.L2L_EXPERIMENTS},

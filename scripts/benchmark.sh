@@ -1,27 +1,22 @@
 #!/usr/bin/env bash
-# Speed, compile time and peak memory of the rows the performance issue compares with other
-# implementations (learn2learn, JAX, the original TF1 code), then the comparison table.
-# Synthetic episodes of each row's shapes: no dataset needed. Run it on a quiet machine.
+# The speed comparison (README "Speed"): this project and every installed peer -- PyTorch torch.func,
+# PyTorch higher, JAX (pip install -r benchmarks/requirements-peers.txt) and the original TF1 code
+# (--tf1_original=DIR, a clone of github.com/cbfinn/maml) -- on the same work (benchmarks/work.py),
+# one after another on this machine, then the speed tables from the JSON lines. Synthetic episodes: no
+# dataset needed. Run it on a quiet machine; each line records the other processes' CPU use.
 #
-# Usage: bash scripts/benchmark.sh [--quick] [--logdir=DIR] [extra main.py flags, e.g. --jit_compile=False]
-#   --quick   a few iterations per row (a smoke run; the figures mean little).
+# Usage: bash scripts/benchmark.sh [--quick] [--logdir=DIR] [--tf1_original=DIR]
+#          [--compare_works=a,b] [--compare_impls=this_repo,jax,...] [extra main.py flags]
+#   --quick        a tenth of the iterations (a smoke run; the figures mean little)
+#   --logdir=DIR   the JSON lines go to DIR/speed/comparison.jsonl (default logs/benchmark);
+#                  --logdir=results refreshes the README's figures (then regenerate its section)
 source "$(dirname "$0")/lib.sh"
 parse_args "$@"
 set_logdir benchmark
 
-bench() {  # row, timed iterations, flags...
-  local row="$1" iterations="$2"; shift 2
-  (( quick )) && iterations=$(( iterations / 10 > 0 ? iterations / 10 : 1 ))
-  run_step "benchmark $row $*" "$PYTHON" main.py --experiment="$row" --benchmark \
-    --benchmark_iterations="$iterations" --logdir="$logdir" "$@" ${extra[@]+"${extra[@]}"}
-}
-bench sinusoid_maml 5000
-bench omniglot_5way_1shot 50
-bench omniglot_20way_1shot 20
-bench miniimagenet_5way_1shot 20
-bench miniimagenet_5way_1shot_first_order 20
-# The memory-lean setting (benchmark.LEAN_TASK_CHUNK): the meta-gradient a few tasks at a time.
-bench omniglot_20way_1shot 20 --task_chunk=4
-bench miniimagenet_5way_1shot 20 --task_chunk=1
-bench miniimagenet_5way_1shot_first_order 20 --task_chunk=1
-report benchmark
+quick_flag=()
+(( quick )) && quick_flag=(--compare_quick)
+run_step "compare implementations" "$PYTHON" main.py --compare_speed \
+  --compare_out="$logdir/speed/comparison.jsonl" ${quick_flag[@]+"${quick_flag[@]}"} \
+  ${extra[@]+"${extra[@]}"}
+report speed

@@ -106,7 +106,7 @@ def report_rows(group):
 def resolve_call(argv, scripts_protocol=True):
   """A main.py call -> (kind, row or group, run directory of the model it trains/reads).
 
-  kind is 'train', 'evaluate', 'predict', 'benchmark', 'report' or 'queue' (a step of the run queue); for a
+  kind is 'train', 'evaluate', 'predict', 'benchmark', 'compare', 'report' or 'queue' (a step of the run queue); for a
   report or a queue step the third item is the logdir it reads. Raises (absl flag errors,
   ConfigError, AssertionError) for a call main.py would refuse.
   scripts_protocol: the scripts evaluate on the test split only; a hand-typed command may validate.
@@ -119,6 +119,8 @@ def resolve_call(argv, scripts_protocol=True):
     if flags.report:
       assert flags.report in report.GROUPS, argv
       return 'report', flags.report, flags.logdir
+    if flags.compare_speed:  # writes <logdir>/speed/comparison.jsonl, which --report=speed reads
+      return 'compare', 'speed', os.path.dirname(flags.compare_out)
     if 'queue' in flags and flags.queue:
       row = flags.experiment
       assert row is None or row in {**experiments.EXPERIMENTS, **experiments.RL_EXPERIMENTS,

@@ -268,9 +268,11 @@ class Runtime:
       'only).', flag=True, resumable=True, choices=TASK_PARALLELISM)
   steps_per_call: int = option(1, 'Meta-updates per compiled call (a graph loop; speed only).',
                                flag=True, resumable=True)
-  task_chunk: int = option(
-      0, 'Meta-gradient C tasks at a time: the same update with the memory of C tasks, not T '
-      '(slower); 0: the whole meta-batch at once.', flag=True, resumable=True)
+  task_chunk: int | None = option(
+      None, 'Meta-gradient C tasks at a time: the same update with the memory of C tasks, not T; '
+      '0: the whole meta-batch at once; None: the largest C whose largest layer output fits '
+      'models.CHUNK_ACTIVATIONS floats (rows with many or large images chunk, small ones not).',
+      flag=True, resumable=True)
   distribute: str = option(
       'none', 'Split each meta-batch over the GPUs of this machine (mirrored) or over machines '
       'named by TF_CONFIG (multi_worker); the updates equal those of one device.', flag=True,
@@ -290,7 +292,8 @@ class Runtime:
     if self.task_parallelism == 'vectorized_map' and self.datasource != 'sinusoid' and self.conv:
       bad('task_parallelism', "'vectorized_map' cannot map a convolution whose filter differs per "
           "task (TensorFlow's pfor); use 'batched' or 'map_fn' for conv rows")
-    if self.task_chunk < 0 or (self.task_chunk and self.meta_batch_size % self.task_chunk):
+    if self.task_chunk is not None and (
+        self.task_chunk < 0 or (self.task_chunk and self.meta_batch_size % self.task_chunk)):
       bad('task_chunk', f'must be 0 or divide meta_batch_size ({self.meta_batch_size})')
 
 

@@ -29,6 +29,11 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')  # hide TF's C++ start-up cha
 # image rows' task-batched forward needs their gradients of grouped convolutions, and on an AVX2 CPU
 # (AMD EPYC) oneDNN with batched tasks is 1.8x the speed of map_fn without it (docs/performance.md).
 os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
+# `import tensorflow` loads TFLite's converter, which imports JAX whenever it is installed
+# (tensorflow/lite/python/util.py) to convert JAX models; nothing here converts models, and the import
+# costs each process about 120 MB of memory and a second of start-up (measured beside the speed
+# comparison's peers). None in sys.modules makes that import fail as if JAX were not installed.
+sys.modules.setdefault('jax', None)
 
 from absl import app
 from absl import flags

@@ -7,6 +7,8 @@ functional parameters.
 
 from __future__ import annotations
 
+import math
+
 import keras
 import tensorflow as tf  # task_batched_forward: grouped convolutions (keras.ops has no groups)
 
@@ -208,6 +210,31 @@ def inner_loop_mask(model: keras.Model, adapt_norm: bool = False,
 
 
 # --- task-batched forward pass ---------------------------------------------------------------------
+
+# The automatic task_chunk's budget: floats of the largest layer output of one chunk's tasks (support
+# and query examples). Measured on 2 CPU cores (docs/performance.md#memory-task_chunk): chunks of
+# about this size keep the cache warm and the memory low, and cost no speed; the whole meta-batch of
+# a row with many or large images (Omniglot 20-way or MiniImagenet with 15 queries per class) holds
+# 4-16 times more.
+CHUNK_ACTIVATIONS = 4 * 2 ** 20
+
+
+def auto_task_chunk(model: keras.Model, num_tasks: int, examples_per_task: int,
+                    budget: int = CHUNK_ACTIVATIONS) -> int:
+  """The largest divisor C of T (num_tasks) whose C tasks' largest layer output fits `budget` floats.
+
+  Returns 0 (the whole meta-batch at once) when all T fit, and at least 1 otherwise. The largest
+  layer output per example is read off the functional model's layers (Omniglot conv4: 14*14*64;
+  MiniImagenet: 84*84*32).
+  """
+  largest = max(math.prod(layer.output.shape[1:]) for layer in model.layers
+                if not isinstance(layer, keras.layers.InputLayer))
+  per_task = largest * examples_per_task
+  if per_task * num_tasks <= budget:
+    return 0
+  return max([c for c in range(1, num_tasks + 1) if num_tasks % c == 0 and c * per_task <= budget],
+             default=1)
+
 
 def _check_grouped_conv_gradients() -> None:
   """Raises ConfigError where TensorFlow cannot differentiate a grouped convolution (CPU builds

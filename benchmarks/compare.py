@@ -13,7 +13,7 @@ do), goes to the output file, which report/speed.py turns into the README's spee
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
+import importlib.machinery
 import json
 import os
 import subprocess
@@ -106,7 +106,8 @@ def measure_this_repo(work: work_lib.Work, budget: Budget, timeout: float,
 def measure_peer(impl: str, work: work_lib.Work, budget: Budget, timeout: float,
                  tf1_original: str | None) -> dict:
   """One peer on the work, in its own process (or why it was skipped)."""
-  missing = [p for p in PEERS[impl] if importlib.util.find_spec(p) is None]
+  # PathFinder looks on sys.path only: main.py keeps JAX out of its own process (sys.modules).
+  missing = [p for p in PEERS[impl] if importlib.machinery.PathFinder.find_spec(p) is None]
   if missing:
     return {'impl': impl, 'work': work.name,
             'skipped': f'{", ".join(missing)} not installed ({INSTALL_HINT})'}

@@ -82,7 +82,18 @@ def maml_learner(cfg: Config, model: keras.Model, loss_fn, metric_fn, num_update
               inner_lr=cfg.inner_lr,
               per_step_mask=models.norm_mask(model) if cfg.per_step_norm else None,
               multi_step_loss_epochs=cfg.multi_step_loss_epochs,
-              epoch_iterations=cfg.epoch_iterations, task_chunk=cfg.task_chunk)
+              epoch_iterations=cfg.epoch_iterations, task_chunk=task_chunk(cfg, model))
+
+
+def task_chunk(cfg: Config, model: keras.Model) -> int:
+  """The row's task_chunk; None picks it from the episode's size (models.auto_task_chunk), one
+  device only (a distributed step splits the meta-batch over devices instead)."""
+  if cfg.task_chunk is not None:
+    return cfg.task_chunk
+  if cfg.distribute != 'none':
+    return 0
+  examples = cfg.num_classes * (cfg.update_batch_size + cfg.train_query_size)
+  return models.auto_task_chunk(model, cfg.meta_batch_size, examples)
 
 
 @methods.register('maml')

@@ -173,6 +173,39 @@ def test_fused_batch_norm_gives_the_exact_meta_gradient():
     assert_same_gradients(wrong, formula)
 
 
+def test_fused_batch_norm_in_task_chunks_gives_the_exact_meta_gradient():
+  """task_chunk runs the fused kernels inside a tf.while_loop (the memory-lean default of the large
+  rows). TensorFlow's second derivative of the fused kernel is wrong inside a TF1 (v1 control flow)
+  loop; the project's TF2 while loop must give the meta-gradient of the explicit formula for the
+  whole meta-batch, second order, over 2 inner steps."""
+  ep = classification_episode(tasks=4, k=2, q=3)
+
+  def meta_gradient(fused, chunk):
+    model = tiny_conv_net('batch_norm', fused=fused)
+    learner = MAML(model, utils.xent, utils.accuracy, update_lr=0.3, num_updates=2,
+                   task_parallelism='batched', batched_forward=models.task_batched_forward(model),
+                   task_chunk=chunk)
+    fn = learner.chunked_meta_gradient if chunk else lambda e: learner.meta_gradient(e, clip=False)
+    return tf.function(fn)(ep)[0]
+
+  formula = meta_gradient(fused=False, chunk=0)
+  for chunk in (1, 2):
+    assert_same_gradients(meta_gradient(fused=True, chunk=chunk), formula)
+
+
+def test_auto_task_chunk_fits_the_largest_layer_output_in_the_budget():
+  model = models.conv_net((28, 28, 1), 5)  # largest output: the first conv's 14 x 14 x 64
+  per_example = 14 * 14 * 64
+  # Omniglot 5-way 1-shot, 1 query per class: 32 tasks x 10 images fit, so no chunks.
+  assert models.auto_task_chunk(model, 32, 10) == 0
+  # 15 queries per class: 80 images a task; chunks of the largest divisor of 32 that fits.
+  budget = 4 * 80 * per_example
+  assert models.auto_task_chunk(model, 32, 80, budget=budget) == 4
+  assert models.auto_task_chunk(model, 32, 80, budget=budget - 1) == 2
+  assert models.auto_task_chunk(model, 32, 80, budget=10) == 1  # one task never fits: one at a time
+  assert models.auto_task_chunk(model, 6, 80, budget=5 * 80 * per_example) == 3  # a divisor of T
+
+
 def test_task_batched_forward_rejects_unknown_layers():
   inputs = keras.Input((4, 4, 1))
   h = keras.layers.Conv2D(2, 3)(inputs)

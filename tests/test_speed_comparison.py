@@ -86,7 +86,7 @@ def test_contention_sees_another_process_using_the_cpu():
 
 
 def test_a_peer_not_installed_or_not_given_is_a_skipped_line(monkeypatch):
-  monkeypatch.setattr(compare.importlib.util, 'find_spec', lambda name: None)
+  monkeypatch.setattr(compare.importlib.machinery.PathFinder, 'find_spec', lambda name: None)
   line = compare.measure_peer('jax', work.get('sinusoid'), compare.Budget(2, 0), 60, None)
   assert line == {'impl': 'jax', 'work': 'sinusoid',
                   'skipped': f'jax not installed ({compare.INSTALL_HINT})'}
@@ -151,3 +151,24 @@ def test_the_speed_section_computes_ratios_from_one_run(tmp_path):
                                   '5.0', f'{100 * 2.0 * work.get("omniglot_5way_1shot").spec()["gflop"] / 100:.0f}% |']
   assert 'Test CPU (AVX2)' in text and '2026-12-07' in text and 'at most 0.30 cores' in text
   assert 'higher not installed' in text
+
+
+def test_a_main_process_without_jax_still_finds_the_jax_peer(monkeypatch):
+  """main.py keeps JAX out of its process (sys.modules['jax'] = None); the runner must still see it
+  installed for the peer's own process."""
+  import importlib.machinery
+  if importlib.machinery.PathFinder.find_spec('jax') is None:
+    pytest.skip('jax not installed')
+  monkeypatch.setitem(sys.modules, 'jax', None)  # as main.py leaves its process
+  line = compare.measure_peer('jax', work.get('sinusoid'), compare.Budget(2, 0), 1, None)
+  assert 'not installed' not in line.get('skipped', '')
+
+
+@pytest.mark.parametrize('name,chunk', [('omniglot_5way_1shot', 4), ('omniglot_20way_1shot', 1),
+                                        ('miniimagenet_5way_1shot', 1), ('omniglot_5way_1shot_own', 0)])
+def test_the_large_works_chunk_their_tasks_by_default(name, chunk):
+  import trainer
+  cfg = work.get(name).config()
+  assert cfg.task_chunk is None  # automatic
+  assert trainer.build(cfg).learner.task_chunk == chunk
+  assert trainer.build(cfg.replace(task_chunk=0)).learner.task_chunk == 0  # the flag decides

@@ -389,6 +389,9 @@ def original_step(spec: dict, seed: int = 0) -> dict:
 
 
 def main() -> None:
+  # As main.py: keep TensorFlow's TFLite converter from importing JAX (about 120 MB), so both
+  # TensorFlow processes of the comparison carry the same runtime.
+  sys.modules.setdefault('jax', None)
   try:
     checkout()
     harness.peer_main(IMPL, run)

@@ -176,7 +176,8 @@ def _imports(path: pathlib.Path) -> list[str]:
 # stands for its modules unless a module of it is named on its own.
 LEVELS = (
     ('main',),
-    ('report', 'run_queue', 'benchmark', 'predict'),  # what main runs besides training: read the table
+    ('report', 'run_queue', 'benchmark', 'benchmarks', 'predict'),  # what main runs besides
+                                                 # training (the speed comparison too): read the table
     ('experiments',),                            # the rows: the config composed with the methods'
     ('trainer', 'rl.trainer', 'l2l.trainer'),    # one training loop and evaluation per kind of row
     ('methods',),                                # the learner interface and every method

@@ -196,8 +196,12 @@ def _train(cfg: Config, run_dir: str, strategy, resume: bool, log_summaries: boo
 def _train_locked(cfg: Config, run_dir: str, strategy, resume: bool, log_summaries: bool) -> int:
   setup = build(cfg, strategy)
   method = setup.method
-  sampler = method.train_sampler()
-  ckpt = tf.train.Checkpoint(optimizer=setup.optimizer, data=sampler.trackable(), **trackables(setup))
+  sizes = (cfg.meta_batch_size, cfg.update_batch_size * cfg.num_classes,
+           cfg.train_query_size * cfg.num_classes)
+  # The episodes of one call at a time; a numpy sampler's next ones are drawn during the call.
+  episodes = data_generator.episode_stream(method.train_sampler(), sizes)
+  ckpt = tf.train.Checkpoint(optimizer=setup.optimizer, data=episodes.trackable(),
+                             **trackables(setup))
   checkpoints = rundir.Checkpoints(ckpt, run_dir, setup.iteration, MAX_CHECKPOINTS)
   start = it = checkpoints.resume()
   curve = _TrainCurve(os.path.join(run_dir, TRAIN_CURVE), it)
@@ -238,24 +242,29 @@ def _train_locked(cfg: Config, run_dir: str, strategy, resume: bool, log_summari
       tf.summary.scalar('loss/post_update', values['post_loss'])
       tf.summary.scalar('loss/objective', values['loss'])
 
+  def call_size(at: int) -> int:
+    """The updates of the call at iteration `at` (0 past the end): a looped call never steps over
+    an iteration at which something is logged or saved or the objective switches."""
+    if at >= total:
+      return 0
+    objective = next(o for o, end in phases if at < end)
+    if objective in loops and _next_event(cfg, at) - at >= cfg.steps_per_call:
+      return cfg.steps_per_call
+    return 1
+
   logging.info('training %s: iterations %d..%d (pretrain %d, meta-train %d) in %s', cfg.name,
                it, total, cfg.pretrain_iterations, cfg.metatrain_iterations, run_dir)
-  sizes = (cfg.meta_batch_size, cfg.update_batch_size * cfg.num_classes,
-           cfg.train_query_size * cfg.num_classes)
   try:
     while it < total:
       if utils.STOP:
         logging.info('%s: saving iteration %d and stopping', utils.STOP.describe(), it)
         break
       objective = next(o for o, end in phases if it < end)
-      # A looped call never steps over an iteration at which something is logged or saved.
-      if objective in loops and _next_event(cfg, it) - it >= cfg.steps_per_call:
-        episodes = [sampler.sample(*sizes)[:4] for _ in range(cfg.steps_per_call)]
-        meter.add(loops[objective](*[tf.stack(field) for field in zip(*episodes)]))
-        it += cfg.steps_per_call
-      else:
-        meter.add(steps[objective](*sampler.sample(*sizes)[:4]))
-        it += 1
+      count = call_size(it)
+      # Announcing the next call's size lets a numpy sampler draw its episodes during this call.
+      fields = episodes.next(count, then=call_size(it + count))
+      meter.add((loops[objective] if count > 1 else steps[objective])(*fields))
+      it += count
       if it % cfg.summary_every == 0 or it == total:
         values = meter.flush(it)
         write_summaries(values)
@@ -283,6 +292,8 @@ def _train_locked(cfg: Config, run_dir: str, strategy, resume: bool, log_summari
       save()
       logging.info('saved checkpoint at iteration %d before exiting', it)
     raise
+  finally:
+    episodes.close()  # waits for episodes drawn ahead; the data position stays after those used
   if it > saved:
     save()
   if writer is not None:

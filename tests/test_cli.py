@@ -120,6 +120,65 @@ def test_resume_continues_exactly(tmp_path):
     np.testing.assert_array_equal(x.numpy(), y.numpy())
 
 
+class _StopAfter:
+  """utils.STOP as after a SIGTERM that arrives once the loop has checked it `n` times."""
+
+  def __init__(self, n):
+    self.n = n
+
+  def __bool__(self):
+    self.n -= 1
+    return self.n < 0
+
+  def describe(self):
+    return 'SIGTERM'
+
+
+@pytest.mark.parametrize('interruption', ['kill_after_checkpoint', 'stop', 'crash'])
+def test_episodes_drawn_ahead_train_what_episodes_drawn_in_turn_train(tmp_path, monkeypatch,
+                                                                       interruption):
+  """The loop draws the next call's sinusoid episodes during the current call (data_generator.
+  Prefetched). The weights equal those of a run that draws each call's episodes when it starts,
+  bit for bit, also when the prefetching run resumes from a checkpoint written while it was drawing
+  ahead: a kill -9 after a periodic checkpoint, a stop signal, a crash mid-run."""
+  cfg = experiments.get('sinusoid_maml').replace(
+      pretrain_iterations=15, metatrain_iterations=32, checkpoint_every=20, summary_every=10,
+      print_every=20, steps_per_call=7, jit_compile=False)
+  with monkeypatch.context() as m:  # the reference: each call's episodes drawn when it starts
+    m.setattr(data_generator, 'episode_stream', data_generator.Episodes)
+    trainer.train(cfg, str(tmp_path / 'in_turn'))
+  run_dir = str(tmp_path / 'ahead')
+  if interruption == 'kill_after_checkpoint':  # ckpt-20 was written with episodes drawn ahead
+    trainer.train(cfg, run_dir)
+    for path in tf.io.gfile.glob(f'{run_dir}/ckpt-4*'):
+      os.remove(path)
+    with open(f'{run_dir}/checkpoint', 'w') as f:  # the state file as it was after ckpt-20
+      f.write('model_checkpoint_path: "ckpt-20"\nall_model_checkpoint_paths: "ckpt-20"\n')
+  elif interruption == 'stop':
+    with monkeypatch.context() as m:
+      m.setattr(trainer.utils, 'STOP', _StopAfter(12))
+      assert trainer.train(cfg, run_dir) < 47
+  else:
+    real_next, calls = data_generator.Prefetched.next, []
+
+    def crash(self, count, then):
+      calls.append(count)
+      if len(calls) == 12:
+        raise KeyboardInterrupt
+      return real_next(self, count, then)
+    with monkeypatch.context() as m:
+      m.setattr(data_generator.Prefetched, 'next', crash)
+      with pytest.raises(KeyboardInterrupt):
+        trainer.train(cfg, run_dir)
+  resumed_at = int(tf.train.latest_checkpoint(run_dir).rsplit('-', 1)[1])
+  assert 0 < resumed_at < 47
+  assert trainer.train(cfg, run_dir) == 47
+  a, _ = trainer.restore_for_eval(cfg, str(tmp_path / 'in_turn'))
+  b, _ = trainer.restore_for_eval(cfg, run_dir)
+  for x, y in zip(a.model.variables, b.model.variables, strict=True):
+    np.testing.assert_array_equal(x.numpy(), y.numpy())
+
+
 def test_a_smaller_evaluation_never_replaces_a_larger_one(tmp_path):
   cfg = experiments.get('sinusoid_maml').replace(metatrain_iterations=20, jit_compile=False)
   trainer.train(cfg, str(tmp_path))

@@ -87,3 +87,120 @@ def test_sample_tasks_is_independent_of_how_tasks_are_batched():
   four = data_generator.sample_tasks(data_generator.make_sampler(cfg, 'test', 5), 4, 5, 5)
   for a, b in zip(ten, four):
     np.testing.assert_array_equal(a[:4], b)
+
+
+# --- the training loop's episodes (data_generator.episode_stream) ---------------------------------
+
+SIZES = (4, 5, 3)
+CALLS = [(7, 7), (7, 1), (1, 1), (1, 3), (3, 7), (7, 0)]  # (count, the next call's count)
+
+
+def _in_turn(sampler, count):
+  """A call's episodes drawn when it starts, as the loop did before prefetching (one episode's
+  fields, or the fields of `count` stacked)."""
+  episodes = [tuple(sampler.sample(*SIZES)[:4]) for _ in range(count)]
+  return episodes[0] if count == 1 else tuple(np.stack(f) for f in zip(*episodes))
+
+
+def _assert_same(got, want):
+  for g, w in zip(got, want, strict=True):
+    assert isinstance(g, np.ndarray) and g.dtype == w.dtype and g.shape == w.shape
+    np.testing.assert_array_equal(g, w)
+
+
+def _wait_for_the_worker(stream):
+  """Lets the worker finish the episodes drawn ahead: the sampler's RNG is then past them."""
+  stream._ahead[2].result()
+  assert stream._sampler.get_state() != stream.get_state()
+
+
+def test_prefetched_episodes_are_the_samplers_in_the_same_order():
+  stream = data_generator.episode_stream(SinusoidTasks((0, 0)), SIZES)
+  assert isinstance(stream, data_generator.Prefetched)
+  reference = SinusoidTasks((0, 0))
+  for count, then in CALLS:
+    _assert_same(stream.next(count, then), _in_turn(reference, count))
+  stream.close()
+
+
+@pytest.mark.parametrize('stopped', [False, True], ids=['checkpoint_while_drawing_ahead',
+                                                        'checkpoint_after_close'])
+def test_a_resumed_stream_draws_the_episodes_drawn_ahead_again(tmp_path, stopped):
+  """A checkpoint keeps the position after the episodes handed out, whether the worker has drawn
+  the next call's (a periodic checkpoint, or a crash) or the loop stopped and closed the stream."""
+  import tensorflow as tf
+  reference = SinusoidTasks(3)
+  want = [_in_turn(reference, count) for count, _ in CALLS]
+  stream = data_generator.episode_stream(SinusoidTasks(3), SIZES)
+  ckpt = tf.train.Checkpoint(data=stream.trackable())
+  for count, then in CALLS[:3]:
+    stream.next(count, then)
+  _wait_for_the_worker(stream)
+  if stopped:
+    stream.close()
+  path = ckpt.write(str(tmp_path / 'ckpt'))
+  resumed = data_generator.episode_stream(SinusoidTasks(99), SIZES)
+  tf.train.Checkpoint(data=resumed.trackable()).read(path).assert_consumed()
+  for (count, then), w in zip(CALLS[3:], want[3:]):
+    _assert_same(resumed.next(count, then), w)
+  resumed.close()
+  if not stopped:
+    stream.close()
+
+
+def test_a_stream_refuses_a_call_size_it_was_not_told_and_a_restore_while_drawing():
+  stream = data_generator.episode_stream(SinusoidTasks(0), SIZES)
+  stream.next(2, 3)
+  with pytest.raises(ValueError, match='asked for 2 episodes; 3 were announced'):
+    stream.next(2, 3)
+  with pytest.raises(RuntimeError, match='restored before the first episodes'):
+    stream.set_state(SinusoidTasks(1).get_state())
+  stream.close()
+
+
+def test_an_error_drawing_ahead_reaches_the_caller(monkeypatch):
+  real = SinusoidTasks.sample
+  calls = []
+
+  def failing(self, *sizes):
+    calls.append(1)
+    if len(calls) == 4:
+      raise FloatingPointError('episode 4')
+    return real(self, *sizes)
+
+  monkeypatch.setattr(SinusoidTasks, 'sample', failing)
+  stream = data_generator.episode_stream(SinusoidTasks(0), SIZES)
+  stream.next(2, 2)  # episodes 1-2; 3-4 are drawn on the worker
+  with pytest.raises(FloatingPointError, match='episode 4'):
+    stream.next(2, 0)
+  after_two = SinusoidTasks(0)
+  for _ in range(2):
+    real(after_two, *SIZES)
+  assert stream.get_state() == after_two.get_state()  # a checkpoint now resumes with episode 3
+  stream.close()
+  stream = data_generator.episode_stream(SinusoidTasks(0), SIZES)
+  calls.clear()
+  stream.next(2, 2)
+  with pytest.raises(FloatingPointError, match='episode 4'):  # never used, still not swallowed
+    stream.close()
+
+
+def test_tf_data_samplers_are_read_in_turn():
+  """Image samplers prefetch in their tf.data pipeline; their iterator keeps the position."""
+
+  class Stream:
+    def __init__(self):
+      self.i = 0
+
+    def sample(self, *sizes):
+      self.i += 1
+      return (np.full([2], self.i, np.float32),) * 4
+
+    def trackable(self):
+      return 'iterator'
+
+  stream = data_generator.episode_stream(Stream(), SIZES)
+  assert type(stream) is data_generator.Episodes and stream.trackable() == 'iterator'
+  assert stream.next(1, 3)[0].tolist() == [1, 1]
+  assert stream.next(3, 0)[0].tolist() == [[2, 2], [3, 3], [4, 4]]
+  stream.close()

@@ -224,7 +224,7 @@ def run_benchmark(cfg: Config, iterations: int = 200, out_dir: str | None = None
   if per_call == 1:
     draw = draw_one
   else:  # the episodes of one call, stacked: [S, T, ...] per field, as the training loop does
-    draw = lambda i: [tf.stack(f) for f in zip(*[draw_one(i * per_call + j) for j in range(per_call)])]
+    draw = lambda i: data_generator.stack([draw_one(i * per_call + j) for j in range(per_call)])
 
   t0 = time.perf_counter()
   out = step(*draw(0))

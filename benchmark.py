@@ -14,7 +14,7 @@ reports:
     own training sampler, as the training loop does, so the rate includes data generation (its share
     is reported); with data='synthetic' (the default: no dataset needed) the step cycles through a
     few random episodes shaped like the row's, so the rate is the step alone;
-  * memory: the peak resident set size of the whole process (ru_maxrss) at the end, next to the RSS
+  * memory: the peak resident set size of the whole process (VmHWM) at the end, next to the RSS
     just before the model was built, and the peak memory of each GPU if there is one;
   * contention: the other processes' CPU use during the timed window, in cores (benchmarks.harness),
     so a figure from a busy machine shows itself;
@@ -32,7 +32,6 @@ from __future__ import annotations
 import datetime
 import math
 import os
-import resource
 import statistics
 import sys
 import time
@@ -50,29 +49,6 @@ import utils
 
 CHUNK = 10  # timed iterations between host syncs
 MB = 2 ** 20
-
-
-def current_rss_mb() -> float | None:
-  """The process's resident set size now (VmRSS of /proc/self/status), or None off Linux."""
-  try:
-    with open('/proc/self/status') as f:
-      for line in f:
-        if line.startswith('VmRSS:'):
-          return int(line.split()[1]) * 1024 / MB
-  except OSError:
-    pass
-  return None
-
-
-def peak_rss_mb() -> float:
-  """The process's peak resident set size so far (ru_maxrss: KiB on Linux, bytes on macOS).
-
-  The kernel updates ru_maxrss lazily, so it can trail the current VmRSS by a few hundred KB: the
-  larger of the two is the peak (a CI run once read 872.4 MB peak against 872.6 MB before building).
-  """
-  peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-  peak = peak / MB if sys.platform == 'darwin' else peak * 1024 / MB
-  return max(peak, current_rss_mb() or 0.0)
 
 
 def output_path(cfg: Config, out_dir: str) -> str:
@@ -204,7 +180,7 @@ def run_benchmark(cfg: Config, iterations: int = 200, out_dir: str | None = None
   """
   if iterations < 1 or warmup < 0:
     raise ValueError(f'iterations={iterations} must be at least 1 and warmup={warmup} not negative')
-  rss_before = current_rss_mb()
+  rss_before = harness.current_rss_mb()
   setup = trainer.build(cfg)
   # The objective training spends most of its iterations on (its last phase): the meta-objective,
   # or the baselines' 'pretrain'.
@@ -271,8 +247,8 @@ def run_benchmark(cfg: Config, iterations: int = 200, out_dir: str | None = None
       'total_iterations': cfg.total_iterations,
       'est_training_s': cfg.total_iterations / median,
       'est_training_time': utils.format_duration(cfg.total_iterations / median),
-      'peak_rss_mb': max(peak_rss_mb(), rss_before or 0.0), 'rss_before_build_mb': rss_before,
-      'memory_note': 'peak_rss_mb is the whole process\'s peak resident set size (ru_maxrss), '
+      'peak_rss_mb': max(harness.peak_rss_mb(), rss_before or 0.0), 'rss_before_build_mb': rss_before,
+      'memory_note': 'peak_rss_mb is the whole process\'s peak resident set size (VmHWM), '
                      'TensorFlow runtime included; rss_before_build_mb is the RSS just before the '
                      'model was built',
       'gpu_peak_mb': _gpu_peak_mb(),

@@ -60,8 +60,33 @@ class Contention:
             'own_cores': own_cores}
 
 
+def _status_mb(field: str) -> float | None:
+  """A memory field of /proc/self/status (VmRSS, VmHWM) in MB, or None off Linux."""
+  try:
+    with open('/proc/self/status') as f:
+      for line in f:
+        if line.startswith(field + ':'):
+          return int(line.split()[1]) * 1024 / MB
+  except OSError:
+    pass
+  return None
+
+
+def current_rss_mb() -> float | None:
+  """The process's resident set size now (VmRSS), or None off Linux."""
+  return _status_mb('VmRSS')
+
+
 def peak_rss_mb() -> float:
-  """The process's peak resident set size (ru_maxrss: KiB on Linux, bytes on macOS) in MB."""
+  """The process's peak resident set size in MB: VmHWM on Linux, else ru_maxrss (bytes on macOS).
+
+  Not ru_maxrss on Linux: the kernel carries it across fork and exec, so a peer started by a
+  process holding TensorFlow (640 MB) would report at least that much. VmHWM belongs to the
+  process's own address space, and is at least its current VmRSS.
+  """
+  hwm = _status_mb('VmHWM')
+  if hwm is not None:
+    return max(hwm, current_rss_mb() or 0.0)
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
   return peak / MB if sys.platform == 'darwin' else peak * 1024 / MB
 

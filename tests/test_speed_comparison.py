@@ -85,6 +85,20 @@ def test_contention_sees_another_process_using_the_cpu():
   assert seen['other_cores'] > 0.5 and seen['own_cores'] < 0.2
 
 
+def test_a_peer_reports_its_own_peak_memory_not_its_parents():
+  """A peer is started by a process holding TensorFlow; Linux's ru_maxrss carries the parent's size
+  across fork and exec, so the child must read its own address space's peak."""
+  if harness.current_rss_mb() is None:
+    pytest.skip('no /proc/self/status')
+  ballast = bytearray(400 * harness.MB)  # zero-filled, so resident
+  child = subprocess.run(
+      [sys.executable, '-c', 'from benchmarks import harness; print(harness.peak_rss_mb())'],
+      cwd=ROOT, capture_output=True, text=True, check=True)
+  parent = harness.current_rss_mb()
+  del ballast
+  assert parent > 400 and float(child.stdout) < parent - 300, (parent, child.stdout)
+
+
 def test_a_peer_not_installed_or_not_given_is_a_skipped_line(monkeypatch):
   monkeypatch.setattr(compare.importlib.machinery.PathFinder, 'find_spec', lambda name: None)
   line = compare.measure_peer('jax', work.get('sinusoid'), compare.Budget(2, 0), 60, None)

@@ -125,7 +125,12 @@ def measure_peer(impl: str, work: work_lib.Work, budget: Budget, timeout: float,
   finally:
     os.remove(f.name)
   line = _last_json(stdout) if code == 0 else None
-  return line if line is not None else _failure(impl, work.name, code, stderr)
+  if line is None:
+    return _failure(impl, work.name, code, stderr)
+  if (line.get('impl'), line.get('work')) != (impl, work.name):  # else the report drops or misfiles it
+    return {'impl': impl, 'work': work.name,
+            'failed': f'{MODULES[impl]} reported itself as ({line.get("impl")}, {line.get("work")})'}
+  return line
 
 
 def measure_peak(seconds: float = 3.0) -> dict:

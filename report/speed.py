@@ -30,7 +30,9 @@ def _cell(line: dict | None) -> str:
     return '—'
   if 'its_median' not in line:
     return 'skipped' if 'skipped' in line else 'failed'
-  return f'{line["its_median"]:.3g} ({line["peak_rss_mb"] / 1024:.2f})'
+  rate = line['its_median']
+  return f'{rate:.3g} ({line["peak_rss_mb"] / 1024:.2f})' if rate < 1000 else \
+      f'{rate:.0f} ({line["peak_rss_mb"] / 1024:.2f})'
 
 
 def _peak_text(peak: dict | None) -> str:
@@ -94,6 +96,12 @@ def speed_report(results_dir: str) -> str:
            f'{MEMORY_TARGET}x torch.func\'s. "% of peak": the row\'s estimated FLOPs per '
            'meta-iteration (benchmarks/work.py) times its it/s, over the measured float32 matmul '
            f'peak{_peak_text(peak)}.']
+  floors = [l['rss_before_build_mb'] for l in ran
+            if l['impl'] == compare.THIS and l.get('rss_before_build_mb')]
+  if floors:
+    notes.append(f'- Memory includes each runtime\'s own floor: this repo\'s processes held '
+                 f'{min(floors) / 1024:.2f}-{max(floors) / 1024:.2f} GB before building a model '
+                 '(TensorFlow and Keras imported; docs/performance.md measures the others).')
   if busy:
     notes.append(f'- Other processes used at most {max(busy):.2f} cores during the timed windows.')
   notes += [f'- {o}' for o in sorted(set(others))]

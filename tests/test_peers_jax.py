@@ -80,7 +80,7 @@ def run_peer(spec, tmp_path):
 @pytest.mark.parametrize('spec_name', ['pool_first_order', 'sinusoid'])
 def test_peer_prints_one_record(spec_name, specs, tmp_path):
   record = run_peer(specs[spec_name], tmp_path)
-  assert record['impl'] == 'jax_maml' and record['work'] == 'tiny'
+  assert record['impl'] == 'jax' and record['work'] == 'tiny'
   assert record['iterations'] == 3 and record['warmup'] == 1 and record['chunks'] == 1
   for key in ('its_median', 'its_mean', 'compile_s', 'final_loss', 'peak_rss_mb'):
     assert math.isfinite(record[key]) and record[key] >= 0, key

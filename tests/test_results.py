@@ -35,6 +35,13 @@ def test_the_readme_tables_are_generated_from_results(capsys):
       'output of python main.py --report=readme --logdir=results')
 
 
+def test_the_readme_speed_section_is_generated_from_the_committed_comparison(capsys):
+  readme = (ROOT / 'README.md').read_text()
+  assert report.speed_section(readme) == report.speed_report(str(RESULTS)), (
+      'README.md\'s speed section is out of date: replace the part between its markers with the '
+      'output of python main.py --report=speed --logdir=results')
+
+
 def test_the_sinusoid_rows_are_committed():
   assert set(experiments.SINUSOID_ROWS) <= set(DONE)
 

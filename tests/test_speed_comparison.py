@@ -109,6 +109,17 @@ def test_a_peer_not_installed_or_not_given_is_a_skipped_line(monkeypatch):
   assert 'no checkout of the original code' in line['skipped']
 
 
+def test_a_peer_reporting_another_name_is_a_failed_line(monkeypatch):
+  """The report files lines by (impl, work): a peer naming itself otherwise would vanish from it."""
+  monkeypatch.setattr(compare.importlib.machinery.PathFinder, 'find_spec', lambda name: object())
+  reported = {'impl': 'jax_maml', 'work': 'sinusoid', 'its_median': 1.0}
+  monkeypatch.setattr(compare, '_run', lambda cmd, env, timeout: (0, json.dumps(reported), ''))
+  line = compare.measure_peer('jax', work.get('sinusoid'), compare.Budget(2, 0), 60, None)
+  assert line['impl'] == 'jax' and 'reported itself as (jax_maml, sinusoid)' in line['failed']
+  reported['impl'] = 'jax'
+  assert compare.measure_peer('jax', work.get('sinusoid'), compare.Budget(2, 0), 60, None) == reported
+
+
 def test_a_failing_peer_is_reported_with_its_last_lines():
   line = compare._failure('jax', 'sinusoid', 1, 'Traceback\n  File x\nValueError: bad shape\n')
   assert line['failed'].startswith('exit status 1') and 'ValueError: bad shape' in line['failed']
@@ -149,7 +160,10 @@ def test_the_speed_section_computes_ratios_from_one_run(tmp_path):
   lines = [
       {'impl': 'matmul_peak', 'work': '-', 'peak_gflops': 100.0, **cpu},
       {'impl': 'this_repo', 'work': 'omniglot_5way_1shot', 'its_median': 2.0, 'peak_rss_mb': 1024.0,
-       'compile_s': 5.0, 'other_cores': 0.1, 'timestamp': '2026-12-07T00:00:00+00:00', **cpu},
+       'compile_s': 5.0, 'other_cores': 0.1, 'timestamp': '2026-12-07T00:00:00+00:00',
+       'rss_before_build_mb': 640.0, **cpu},
+      {'impl': 'this_repo', 'work': 'sinusoid', 'its_median': 3571.4, 'peak_rss_mb': 830.0,
+       'compile_s': 2.0, 'other_cores': 0.0, 'rss_before_build_mb': 620.0, **cpu},
       {'impl': 'torch_func', 'work': 'omniglot_5way_1shot', 'its_median': 1.0, 'peak_rss_mb': 512.0,
        'compile_s': 1.0, 'other_cores': 0.3, **cpu},
       {'impl': 'jax', 'work': 'omniglot_5way_1shot', 'its_median': 1.6, 'peak_rss_mb': 2048.0,
@@ -165,6 +179,8 @@ def test_the_speed_section_computes_ratios_from_one_run(tmp_path):
                                   '5.0', f'{100 * 2.0 * work.get("omniglot_5way_1shot").spec()["gflop"] / 100:.0f}% |']
   assert 'Test CPU (AVX2)' in text and '2026-12-07' in text and 'at most 0.30 cores' in text
   assert 'higher not installed' in text
+  assert '| 3571 (0.81) |' in text  # thousands without an exponent
+  assert 'held 0.61-0.62 GB before building a model' in text
 
 
 def test_a_main_process_without_jax_still_finds_the_jax_peer(monkeypatch):

@@ -296,4 +296,4 @@ def run(spec: dict, iterations: int, warmup: int) -> tuple[dict, dict]:
 
 
 if __name__ == '__main__':
-  harness.peer_main('jax_maml', run)
+  harness.peer_main('jax', run)  # the implementation's name in compare.py (PEERS, MODULES)

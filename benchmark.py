@@ -243,6 +243,8 @@ def run_benchmark(cfg: Config, iterations: int = 200, out_dir: str | None = None
       'its_min': min(rates), 'its_max': max(rates), 'timed_s': timed_s,
       'sampling_share': sampling_s / timed_s, 'data': data, **busy,
       'query_per_class': cfg.train_query_size,
+      # the tasks per chunk of the meta-gradient the step used (0: the whole meta-batch at once)
+      'task_chunk_used': getattr(setup.learner, 'task_chunk', None),
       'final_loss': final_loss,
       'total_iterations': cfg.total_iterations,
       'est_training_s': cfg.total_iterations / median,

@@ -97,7 +97,7 @@ def measure_this_repo(work: work_lib.Work, budget: Budget, timeout: float,
     r = utils.read_json(os.path.join(out_dir, name))
   keep = ('compile_s', 'its_median', 'its_mean', 'its_min', 'its_max', 'iterations', 'warmup',
           'chunks', 'final_loss', 'other_cores', 'own_cores', 'peak_rss_mb', 'rss_before_build_mb',
-          'steps_per_call', 'commit')
+          'steps_per_call', 'task_chunk_used', 'commit')
   return {'impl': THIS, 'work': work.name, **{k: r[k] for k in keep},
           'versions': {'tensorflow': r['tensorflow'], 'keras': r['keras']},
           'flags': [*work.main_flags(), *extra_flags], **harness.cpu_info(),

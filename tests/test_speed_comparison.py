@@ -140,6 +140,7 @@ def test_the_runner_measures_this_project_and_writes_one_line_each(tmp_path):
   assert peak['peak_gflops'] > 0 and peak['vector_extension'] in ('AVX-512', 'AVX2', 'other')
   assert this['work'] == 'sinusoid' and this['its_median'] > 0 and this['peak_rss_mb'] > 0
   assert this['flags'] == ['--experiment=sinusoid_maml'] and this['cpu_model']
+  assert this['task_chunk_used'] == 0  # the sinusoid takes its whole meta-batch at once
   assert 'skipped' in tf1
   text = report.speed_report(str(tmp_path))  # the README's section from these lines
   assert text.startswith(speed.SPEED_BEGIN) and text.rstrip().endswith(speed.SPEED_END)

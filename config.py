@@ -271,7 +271,13 @@ class Runtime:
   task_chunk: int | None = option(
       None, 'Meta-gradient C tasks at a time: the same update with the memory of C tasks, not T; '
       '0: the whole meta-batch at once; None: the largest C whose largest layer output fits '
-      'models.CHUNK_ACTIVATIONS floats (rows with many or large images chunk, small ones not).',
+      'models.CHUNK_ACTIVATIONS floats (rows with many or large images chunk, small ones not), or '
+      'with chunks_in_flight P > 1 the largest C <= T/P within models.CHUNK_IN_FLIGHT_ACTIVATIONS.',
+      flag=True, resumable=True)
+  chunks_in_flight: int = option(
+      1, 'Chunks of the meta-gradient computed at the same time, each op on one thread (so P '
+      'chunks use P cores: intra_op_threads becomes 1 unless set); 1: one chunk after the other '
+      'with multi-threaded ops. Chunking methods only (the MAML family); inert elsewhere.',
       flag=True, resumable=True)
   distribute: str = option(
       'none', 'Split each meta-batch over the GPUs of this machine (mirrored) or over machines '
@@ -287,7 +293,8 @@ class Runtime:
                                  flag=True, resumable=True)
 
   def check(self, bad: Bad) -> None:
-    at_least(self, bad, 1, ('summary_every', 'print_every', 'checkpoint_every', 'steps_per_call'))
+    at_least(self, bad, 1, ('summary_every', 'print_every', 'checkpoint_every', 'steps_per_call',
+                            'chunks_in_flight'))
     at_least(self, bad, 0, ('intra_op_threads',))
     if self.task_parallelism == 'vectorized_map' and self.datasource != 'sinusoid' and self.conv:
       bad('task_parallelism', "'vectorized_map' cannot map a convolution whose filter differs per "

@@ -376,6 +376,7 @@ def main(argv):
       lambda record: 'FeatureConnector.dtype` is deprecated' not in str(record.msg))
   # Imported here so --help stays fast and flag errors come before TensorFlow starts.
   import image_datasets
+  from methods import maml_family
   import run_queue
   import tensorflow as tf
   import trainer
@@ -410,8 +411,9 @@ def main(argv):
       cfg = trained.replace(
           **{f: FLAGS[f].value for f in RUNTIME_FLAGS if FLAGS[f].value is not None},
           **{f: getattr(cfg, f) for f in experiments.PROVENANCE_FIELDS})
-    if cfg.intra_op_threads:  # before TensorFlow runs its first op
-      tf.config.threading.set_intra_op_parallelism_threads(cfg.intra_op_threads)
+    threads = cfg.intra_op_threads or (1 if maml_family.chunks_in_flight(cfg) > 1 else 0)
+    if threads:  # before TensorFlow runs its first op
+      tf.config.threading.set_intra_op_parallelism_threads(threads)
     if FLAGS.predict:
       import predict
       if FLAGS.transductive is None:  # a query's answer must not depend on the others asked

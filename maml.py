@@ -124,7 +124,10 @@ class MAML:
       evaluation uses it; the meta-loss is always transductive, as the original.
     task_chunk: C > 0 computes the meta-gradient of a meta-batch C tasks at a time, one chunk after
       the other, and averages: the same update with the activation memory of C tasks instead of T
-      (T must be a multiple of C). 0: all T at once (fastest).
+      (T must be a multiple of C). 0: all T at once.
+    chunks_in_flight: P > 1 lets the chunk loop run P chunks at the same time (with single-threaded
+      ops, one core each: the fastest on CPU for small chunks); the same update, the memory of P
+      chunks.
   """
   TASK_PARALLELISM = ('vectorized_map', 'batched', 'map_fn', 'loop')
   INNER_LR = ('fixed', 'per_parameter', 'per_layer_per_step')
@@ -136,7 +139,7 @@ class MAML:
                batched_forward: Callable[[list[tf.Tensor], tf.Tensor], tf.Tensor] | None = None,
                inner_lr: str = 'fixed', per_step_mask: Sequence[bool] | None = None,
                multi_step_loss_epochs: int = 0, epoch_iterations: int = 500,
-               transductive: bool = True, task_chunk: int = 0):
+               transductive: bool = True, task_chunk: int = 0, chunks_in_flight: int = 1):
     self.model = model
     self.loss_fn = loss_fn
     self.metric_fn = metric_fn
@@ -164,6 +167,9 @@ class MAML:
     if task_chunk < 0:
       raise ValueError(f'task_chunk={task_chunk} must not be negative')
     self.task_chunk = task_chunk
+    if chunks_in_flight < 1:
+      raise ValueError(f'chunks_in_flight={chunks_in_flight} must be at least 1')
+    self.chunks_in_flight = chunks_in_flight
     self.epoch_iterations = epoch_iterations
     per_step_mask = tuple(per_step_mask) if per_step_mask is not None else (False,) * n
     if len(per_step_mask) != n or any(a and p for a, p in zip(self.adapt_mask, per_step_mask)):
@@ -372,8 +378,9 @@ class MAML:
     """`meta_gradient` (unclipped) computed self.task_chunk tasks at a time.
 
     The meta-loss is a mean over tasks, so it and its gradient are the mean of the chunks' (the
-    multi-step loss weights are linear in it too). The chunks run one after the other in a
-    tf.while_loop (parallel_iterations=1), so only one chunk's activations are alive at a time.
+    multi-step loss weights are linear in it too). The chunks run in a tf.while_loop whose
+    parallel_iterations is self.chunks_in_flight, so that many chunks' activations are alive at a
+    time; the sums still add the chunks in order (the accumulators are loop-carried).
     """
     chunk = self.task_chunk
     num_tasks = tf.shape(episode[0])[0]
@@ -392,7 +399,7 @@ class MAML:
     start = (tf.constant(0), [tf.zeros_like(v) for v in self.variables], tf.zeros([], dtype),
              tf.TensorArray(dtype, size=num_chunks), tf.TensorArray(dtype, size=num_chunks))
     _, grads, loss, pre, post = tf.while_loop(lambda i, *_: i < num_chunks, body, start,
-                                              parallel_iterations=1)
+                                              parallel_iterations=self.chunks_in_flight)
     return grads, loss, pre.concat(), post.concat()
 
   def clip(self, grads: list[tf.Tensor]) -> list[tf.Tensor]:

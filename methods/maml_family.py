@@ -82,7 +82,16 @@ def maml_learner(cfg: Config, model: keras.Model, loss_fn, metric_fn, num_update
               inner_lr=cfg.inner_lr,
               per_step_mask=models.norm_mask(model) if cfg.per_step_norm else None,
               multi_step_loss_epochs=cfg.multi_step_loss_epochs,
-              epoch_iterations=cfg.epoch_iterations, task_chunk=task_chunk(cfg, model))
+              epoch_iterations=cfg.epoch_iterations, task_chunk=task_chunk(cfg, model),
+              chunks_in_flight=chunks_in_flight(cfg))
+
+
+def chunks_in_flight(cfg: Config) -> int:
+  """The chunks of the meta-gradient computed at once: the row's chunks_in_flight for a chunking
+  method on one device, else 1."""
+  if not methods.get(cfg).chunks_meta_gradient or cfg.distribute != 'none':
+    return 1
+  return cfg.chunks_in_flight
 
 
 def task_chunk(cfg: Config, model: keras.Model) -> int:
@@ -93,6 +102,10 @@ def task_chunk(cfg: Config, model: keras.Model) -> int:
   if cfg.distribute != 'none':
     return 0
   examples = cfg.num_classes * (cfg.update_batch_size + cfg.train_query_size)
+  in_flight = chunks_in_flight(cfg)
+  if in_flight > 1:
+    return models.auto_task_chunk(model, cfg.meta_batch_size, examples,
+                                  models.CHUNK_IN_FLIGHT_ACTIVATIONS, in_flight)
   return models.auto_task_chunk(model, cfg.meta_batch_size, examples)
 
 

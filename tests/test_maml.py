@@ -235,11 +235,13 @@ def test_looped_train_step_equals_single_steps(objective, jit):
     np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
 
 
-@pytest.mark.parametrize('task_chunk,task_parallelism', [(1, 'vectorized_map'), (2, 'batched'),
-                                                        (2, 'vectorized_map')])
-def test_task_chunks_give_the_same_update(task_chunk, task_parallelism):
+@pytest.mark.parametrize('task_chunk,task_parallelism,in_flight', [
+    (1, 'vectorized_map', 1), (2, 'batched', 1), (2, 'vectorized_map', 1), (1, 'batched', 2),
+    (1, 'vectorized_map', 4)])
+def test_task_chunks_give_the_same_update(task_chunk, task_parallelism, in_flight):
   """task_chunk=C (meta-gradients of C tasks at a time, averaged) is the update of all T at once:
-  batch norm's statistics are per task, the clip applies to the mean, MSL weights are linear."""
+  batch norm's statistics are per task, the clip applies to the mean, MSL weights are linear; and
+  so is it with several chunks in flight."""
   ep = episode(num_tasks=4, seed=3)
   results = []
   for chunk in (0, task_chunk):
@@ -247,7 +249,7 @@ def test_task_chunks_give_the_same_update(task_chunk, task_parallelism):
     l = MAML(model, utils.mse, utils.mse, update_lr=0.3, num_updates=2, meta_grad_clip=0.05,
              multi_step_loss_epochs=3, epoch_iterations=1, task_parallelism=task_parallelism,
              batched_forward=models.task_batched_forward(model) if task_parallelism == 'batched'
-             else None, task_chunk=chunk)
+             else None, task_chunk=chunk, chunks_in_flight=in_flight if chunk else 1)
     opt = keras.optimizers.Adam(1e-2)
     opt.build(l.variables)
     step = l.make_train_step(opt)

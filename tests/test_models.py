@@ -180,17 +180,17 @@ def test_fused_batch_norm_in_task_chunks_gives_the_exact_meta_gradient():
   whole meta-batch, second order, over 2 inner steps."""
   ep = classification_episode(tasks=4, k=2, q=3)
 
-  def meta_gradient(fused, chunk):
+  def meta_gradient(fused, chunk, in_flight=1):
     model = tiny_conv_net('batch_norm', fused=fused)
     learner = MAML(model, utils.xent, utils.accuracy, update_lr=0.3, num_updates=2,
                    task_parallelism='batched', batched_forward=models.task_batched_forward(model),
-                   task_chunk=chunk)
+                   task_chunk=chunk, chunks_in_flight=in_flight)
     fn = learner.chunked_meta_gradient if chunk else lambda e: learner.meta_gradient(e, clip=False)
     return tf.function(fn)(ep)[0]
 
   formula = meta_gradient(fused=False, chunk=0)
-  for chunk in (1, 2):
-    assert_same_gradients(meta_gradient(fused=True, chunk=chunk), formula)
+  for chunk, in_flight in ((1, 1), (2, 1), (1, 2), (2, 2)):
+    assert_same_gradients(meta_gradient(fused=True, chunk=chunk, in_flight=in_flight), formula)
 
 
 def test_auto_task_chunk_fits_the_largest_layer_output_in_the_budget():
@@ -204,6 +204,12 @@ def test_auto_task_chunk_fits_the_largest_layer_output_in_the_budget():
   assert models.auto_task_chunk(model, 32, 80, budget=budget - 1) == 2
   assert models.auto_task_chunk(model, 32, 80, budget=10) == 1  # one task never fits: one at a time
   assert models.auto_task_chunk(model, 6, 80, budget=5 * 80 * per_example) == 3  # a divisor of T
+  # P chunks in flight: at least P chunks (C <= T/P), each within the budget.
+  assert models.auto_task_chunk(model, 32, 10, budget=2 ** 30, in_flight=2) == 16
+  assert models.auto_task_chunk(model, 32, 10, budget=models.CHUNK_IN_FLIGHT_ACTIVATIONS,
+                                in_flight=2) == 4  # 4 x 10 x 14 x 14 x 64 = 501,760 floats
+  assert models.auto_task_chunk(model, 32, 80, budget=models.CHUNK_IN_FLIGHT_ACTIVATIONS,
+                                in_flight=2) == 1
 
 
 def test_task_batched_forward_rejects_unknown_layers():

@@ -195,8 +195,9 @@ def test_a_main_process_without_jax_still_finds_the_jax_peer(monkeypatch):
   assert 'not installed' not in line.get('skipped', '')
 
 
-@pytest.mark.parametrize('name,chunk', [('omniglot_5way_1shot', 4), ('omniglot_20way_1shot', 1),
-                                        ('miniimagenet_5way_1shot', 1), ('omniglot_5way_1shot_own', 0)])
+@pytest.mark.parametrize('name,chunk', [('omniglot_5way_1shot', 1), ('omniglot_20way_1shot', 1),
+                                        ('miniimagenet_5way_1shot', 1), ('omniglot_5way_1shot_own', 4),
+                                        ('sinusoid', 0)])
 def test_the_large_works_chunk_their_tasks_by_default(name, chunk):
   import trainer
   cfg = work.get(name).config()

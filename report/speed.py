@@ -99,8 +99,9 @@ def speed_report(results_dir: str) -> str:
   floors = [l['rss_before_build_mb'] for l in ran
             if l['impl'] == compare.THIS and l.get('rss_before_build_mb')]
   if floors:
+    low, high = f'{min(floors) / 1024:.2f}', f'{max(floors) / 1024:.2f}'
     notes.append(f'- Memory includes each runtime\'s own floor: this repo\'s processes held '
-                 f'{min(floors) / 1024:.2f}-{max(floors) / 1024:.2f} GB before building a model '
+                 f'{low if low == high else low + "-" + high} GB before building a model '
                  '(TensorFlow and Keras imported; docs/performance.md measures the others).')
   if busy:
     notes.append(f'- Other processes used at most {max(busy):.2f} cores during the timed windows.')

@@ -182,6 +182,9 @@ def test_the_speed_section_computes_ratios_from_one_run(tmp_path):
   assert 'higher not installed' in text
   assert '| 3571 (0.81) |' in text  # thousands without an exponent
   assert 'held 0.61-0.62 GB before building a model' in text
+  lines[1]['rss_before_build_mb'] = 620.0  # one floor: one figure
+  (tmp_path / 'speed' / 'comparison.jsonl').write_text(''.join(json.dumps(l) + '\n' for l in lines))
+  assert 'held 0.61 GB before building a model' in report.speed_report(str(tmp_path))
 
 
 def test_a_main_process_without_jax_still_finds_the_jax_peer(monkeypatch):

@@ -18,6 +18,8 @@ import sys
 
 import pytest
 
+import peer_specs
+
 jax = pytest.importorskip('jax')
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -36,12 +38,8 @@ def specs():
   meta-gradient, see jax_maml.forward); 'pool_first_order': that one first order;
   'sinusoid': meta-batch 2.
   """
-  code = ('import json; from benchmarks import work; '
-          'print(json.dumps([work.get(n).spec() for n in ("omniglot_5way_1shot", '
-          '"miniimagenet_5way_1shot", "sinusoid")]))')
-  out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True,
-                       check=True).stdout
-  omniglot, mini, sinusoid = json.loads(out.strip().splitlines()[-1])
+  omniglot, mini, sinusoid = peer_specs.work_specs('omniglot_5way_1shot', 'miniimagenet_5way_1shot',
+                                                   'sinusoid')
   tiny = dict(query_per_class=2, meta_batch=2, work='tiny')
   second_order = dict(omniglot, input_shape=[8, 8, 1], num_filters=3, num_classes=2, outputs=2,
                       inner_steps=2, **tiny)

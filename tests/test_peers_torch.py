@@ -14,6 +14,8 @@ import sys
 
 import pytest
 
+import peer_specs
+
 torch = pytest.importorskip('torch')
 
 from benchmarks.peers import torch_func  # noqa: E402
@@ -40,12 +42,8 @@ def specs():
   16x16x3 images, max-pool, 'flatten' head, clip 10; 'second_order_pool': that one second order;
   'sinusoid': meta-batch 2.
   """
-  code = ('import json; from benchmarks import work; '
-          'print(json.dumps([work.get(n).spec() for n in ("omniglot_5way_1shot", '
-          '"miniimagenet_5way_1shot_first_order", "sinusoid")]))')
-  out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True,
-                       check=True).stdout
-  omniglot, mini_first_order, sinusoid = json.loads(out.strip().splitlines()[-1])
+  omniglot, mini_first_order, sinusoid = peer_specs.work_specs(
+      'omniglot_5way_1shot', 'miniimagenet_5way_1shot_first_order', 'sinusoid')
   tiny = dict(num_filters=3, num_classes=2, outputs=2, query_per_class=2, meta_batch=2,
               inner_steps=2, work='tiny')
   first_order = dict(mini_first_order, input_shape=[16, 16, 3], **tiny)

@@ -81,12 +81,13 @@ def speed_report(results_dir: str) -> str:
                                   ratio, mem, compile_s, fraction]) + ' |')
   own = [w for w in work_lib.WORKS if w.own_default and (compare.THIS, w.name) in by]
   if own:
-    out += ['', 'This repository alone on its rows\' own episodes (1 query image per class at '
-            'training, as the original trains):', '', '| work | this repo | compile s |', '|---|---|---|']
+    cells = []
     for w in own:
       line = by[(compare.THIS, w.name)]
-      out.append(f'| {w.label} | {_cell(line)} | '
-                 f'{line["compile_s"]:.1f} |' if 'its_median' in line else f'| {w.label} | {_cell(line)} | — |')
+      compiled = f', compile {line["compile_s"]:.1f} s' if 'its_median' in line else ''
+      cells.append(f'{w.label.split(",")[0]}: {_cell(line)}{compiled}')
+    out += ['', 'This repository alone on its rows\' own episodes (1 query image per class at '
+            'training, as the original trains): ' + '; '.join(cells) + '.']
   for l in lines:
     if 'skipped' in l or 'failed' in l:
       others.append(f'{LABELS.get(l["impl"], l["impl"])} on {l["work"]}: '
